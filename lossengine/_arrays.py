@@ -1,0 +1,127 @@
+"""The one place where user inputs become kernel inputs.
+
+Everything the kernels assume is established here, under the GIL, before any kernel runs: dtypes
+(float32/float64 computed natively; other floats cast to the input's dtype), C-contiguity and native
+byte order (copies only where the given array lacks them), shapes (torch's rules, except that a
+mismatch torch would broadcast with only a warning is a ValueError here) and index bounds.
+Inputs are only ever read: a conversion that is not needed returns the caller's array itself, and
+the kernels take it through const pointers.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def float_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a floating-point ndarray (any layout); TypeError naming ``name`` otherwise."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a floating-point array; could not convert it: {exc}") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must be a floating-point array (float32 or float64), got dtype {arr.dtype}"
+            + (" (cast it with .astype(np.float32) or np.float64)" if arr.dtype.kind in "iub" else "")
+        )
+    return arr
+
+
+def compute_dtype(first: np.ndarray) -> np.dtype:
+    """The dtype a loss is computed in: the first float argument's, float16 widened to float32."""
+    return np.dtype(np.float64) if first.dtype.itemsize >= 8 else np.dtype(np.float32)
+
+
+def index_array(name: str, value: Any) -> np.ndarray:
+    """Class indices: any integer dtype, as a native int64 C-contiguous array."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be an integer array; could not convert it: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an array of integer class indices, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def contiguous(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous, native byte order, ``dtype``; the same object when it already is."""
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def operand(name: str, arr: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A kernel operand for a loss of ``shape``: full length, or one element that broadcasts."""
+    if arr.shape == shape:
+        return contiguous(arr, dtype).reshape(-1)
+    if arr.size == 1 and np.prod(shape, dtype=np.int64) != 1:
+        _require_broadcastable(name, arr.shape, shape)
+        return contiguous(arr, dtype).reshape(1)
+    _require_broadcastable(name, arr.shape, shape)
+    return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=dtype).reshape(-1)
+
+
+def _require_broadcastable(name: str, shape: tuple, to: tuple) -> None:
+    try:
+        if np.broadcast_shapes(shape, to) == to:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"{name} of shape {shape} does not broadcast to the loss's shape {to}")
+
+
+def require_same_shape(name: str, arr: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
+    if arr.shape != ref.shape:
+        raise ValueError(
+            f"{name} must have the same shape as {ref_name}: got {arr.shape} and {ref.shape}"
+            " (torch would broadcast with a warning; lossengine refuses)"
+        )
+
+
+def check_reduction(reduction: Any, allowed: Sequence[str] = REDUCTIONS) -> str:
+    if not isinstance(reduction, str) or reduction not in allowed:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, allowed))}; got {reduction!r}")
+    return reduction
+
+
+def grad_output_operand(grad_output: Any, reduction: str, loss_shape: tuple,
+                        dtype: np.dtype) -> tuple[float, np.ndarray]:
+    """Split grad_output into a scalar scale and a kernel operand (1 or n elements).
+
+    Reduced losses take a scalar. 'none' takes a scalar or an array broadcastable to the loss's shape.
+    """
+    try:
+        go = np.asarray(grad_output)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"grad_output must be a real number or array: {exc}") from None
+    if go.dtype.kind not in "fiub":
+        raise TypeError(f"grad_output must be real-valued, got dtype {go.dtype}")
+    if reduction != "none":
+        if go.ndim != 0:
+            raise ValueError(
+                f"grad_output must be a scalar for reduction={reduction!r} (the loss is a scalar); "
+                f"got an array of shape {go.shape}"
+            )
+        return float(go), np.ones(1, dtype=dtype)
+    if go.ndim == 0:
+        return float(go), np.ones(1, dtype=dtype)
+    return 1.0, operand("grad_output", go, loss_shape, dtype)
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient over the axes along which an argument of ``shape`` was broadcast."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+def result_dtype(arg: np.ndarray, compute: np.dtype) -> np.dtype:
+    """A gradient keeps its argument's dtype when that is float32/float64, else the compute dtype."""
+    if arg.dtype.kind == "f" and arg.dtype.itemsize in (4, 8):
+        return np.dtype(arg.dtype.newbyteorder("="))
+    return compute

@@ -1,0 +1,84 @@
+"""The Loss base class: the public calling contract every loss, built-in or plugin, follows.
+
+A loss declares ``name`` (its registry key, the torch.nn.functional name), ``arguments`` (names of its
+positional arrays, in order) and ``differentiable`` (the subset gradients exist for). It implements
+``forward(*arrays)`` and ``backward(*arrays, grad_output=1.0, wrt=None)``; the base class supplies
+``__call__``, ``forward_backward`` (built-in families override it with one fused pass), argument-count
+and ``wrt`` checking, and ``sample_inputs`` for the validator.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from . import _arrays
+
+
+class Loss:
+    """Base class of every loss. Subclasses set ``name``, ``arguments`` and ``differentiable``."""
+
+    name: ClassVar[str] = ""
+    arguments: ClassVar[tuple[str, ...]] = ("input", "target")
+    differentiable: ClassVar[tuple[str, ...]] = ("input",)
+    reductions: ClassVar[tuple[str, ...]] = _arrays.REDUCTIONS
+
+    def __init__(self, reduction: str = "mean") -> None:
+        self.reduction = _arrays.check_reduction(reduction, self.reductions)
+
+    # -- the public contract -------------------------------------------------------------------
+    def __call__(self, *arrays: Any):
+        return self.forward(*arrays)
+
+    def forward(self, *arrays: Any):
+        """The loss value: a NumPy scalar of the input's dtype, or an array for reduction='none'."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        """Gradient(s) of sum(grad_output * loss) with respect to the arguments named by ``wrt``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        """(value, gradient(s)); built-in losses compute both in one fused pass."""
+        return self.forward(*arrays), self.backward(*arrays, grad_output=grad_output, wrt=wrt)
+
+    @classmethod
+    def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
+        """Valid positional arrays for the validator, drawn from ``rng``, of float dtype ``dtype``."""
+        raise NotImplementedError(f"{cls.__name__} does not provide sample_inputs()")
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    def _check_arity(self, arrays: Sequence[Any]) -> None:
+        if len(arrays) != len(self.arguments):
+            raise TypeError(
+                f"{type(self).__name__} takes {len(self.arguments)} arrays "
+                f"({', '.join(self.arguments)}), got {len(arrays)}"
+            )
+
+    @classmethod
+    def _resolve_wrt(cls, wrt: Any) -> tuple[tuple[str, ...], bool]:
+        """Normalize ``wrt`` to (names, single): single means return one array, not a tuple."""
+        if wrt is None:
+            return (cls.differentiable[0],), True
+        single = isinstance(wrt, str)
+        names = (wrt,) if single else tuple(wrt)
+        if not names:
+            raise ValueError("wrt must name at least one argument")
+        for name in names:
+            if not isinstance(name, str) or name not in cls.arguments:
+                raise ValueError(
+                    f"wrt: {name!r} is not an argument of {cls.__name__}; "
+                    f"its arguments are {', '.join(cls.arguments)}"
+                )
+            if name not in cls.differentiable:
+                raise ValueError(
+                    f"wrt: {name!r} is not differentiable for {cls.__name__}; "
+                    f"differentiable arguments: {', '.join(cls.differentiable)}"
+                )
+        return names, single
+
+    def _options_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._options_repr()})"

@@ -1,0 +1,102 @@
+"""The ``lossengine`` command: list, info, check, bench."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import sysconfig
+
+import numpy as np
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import registry
+
+    rows = []
+    for name in registry.names():
+        cls = registry.get(name)
+        rows.append((name, cls.__name__, ", ".join(cls.arguments), ", ".join(cls.differentiable),
+                     registry.source(name)))
+    header = ("name", "class", "arguments", "differentiable", "source")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    failures = registry.failures()
+    if failures:
+        print("\nplugins not loaded:")
+        for plugin, reason in sorted(failures.items()):
+            print(f"  {plugin}: {reason}")
+    return 0
+
+
+def build_info() -> dict:
+    """What ``lossengine info`` prints, as a dict (also used by the tests)."""
+    from . import __version__, _elementwise
+    from ._threads import get_num_threads
+
+    return {
+        "lossengine": __version__,
+        "openmp": "on" if _elementwise.openmp_enabled() else "off (serial kernels)",
+        "threads": get_num_threads(),
+        "omp_max_threads": _elementwise.max_threads(),
+        "compiler": sysconfig.get_config_var("CC"),
+        "compile flags": " ".join(_elementwise.compile_flags()),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    for key, value in build_info().items():
+        print(f"{key + ':':18}{value}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from . import registry
+    from .validation import check
+
+    names = registry.names() if args.all or not args.names else args.names
+    failed = 0
+    for name in names:
+        try:
+            cls = registry.get(name)
+        except KeyError as exc:
+            print(exc.args[0])
+            failed += 1
+            continue
+        report = check(cls)
+        print(f"{name}: {report}" if not report.ok else f"{name}: ok ({len(report.checks_run)} checks)")
+        failed += not report.ok
+    return 1 if failed else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lossengine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="registered losses: arguments, differentiable arguments, source") \
+        .set_defaults(run=_cmd_list)
+    sub.add_parser("info", help="version, OpenMP, threads, compiler flags, NumPy").set_defaults(run=_cmd_info)
+    p_check = sub.add_parser("check", help="run the validator (exit 1 on any failure)")
+    p_check.add_argument("names", nargs="*", help="registry names (default: all)")
+    p_check.add_argument("--all", action="store_true", help="check every registered loss")
+    p_check.set_defaults(run=_cmd_check)
+    p_bench = sub.add_parser("bench", help="time forward_backward against torch/JAX/scikit-learn when installed")
+    p_bench.add_argument("names", nargs="*", help="registry names (default: mse_loss, binary_cross_entropy_with_logits)")
+    p_bench.add_argument("--sizes", default="1000,10000000", help="comma-separated element counts")
+    p_bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p_bench.add_argument("--repeat", type=int, default=20, help="timed calls per measurement (median reported)")
+    p_bench.set_defaults(run=_cmd_bench)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""Built-in losses, one module per kernel family."""
+from .elementwise import LOSSES as ELEMENTWISE_LOSSES
+
+BUILTIN_LOSSES = ELEMENTWISE_LOSSES

@@ -1,0 +1,345 @@
+"""The validator: ``check(LossClass) -> CheckReport``, one function serving the test suite, the CLI
+and the registry.
+
+It is a list of small named checks. Each takes a ``_Case`` (one loss configuration: options and
+reduction, with sample inputs from the class's ``sample_inputs``) and returns failure messages that
+say which argument, reduction and dtype, and the worst element with its error. ``check`` runs every
+check on every configuration and collects the failures; a check that raises is itself a failure.
+
+Configurations: every reduction in ``LossClass.reductions`` with the default options, plus each entry
+of the optional class attribute ``check_options`` (a tuple of keyword dicts) with every reduction.
+
+Gradients are checked against float64 central differences of sum(grad_output * loss), with a
+grad_output other than 1 (an ignored grad_output must not pass) and, for 'none', a random array.
+Elements where the one-sided differences disagree sit on a kink (|x| at 0, a hinge) and are skipped:
+that is how losses with kinks pass without hand-written exclusions. Bounded domains are the
+sample inputs' business: they must keep every element farther than the step from its boundary.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ._threads import get_num_threads, threads
+
+FD_STEP = 1e-6          # relative central-difference step
+FD_RTOL = 1e-5          # gradient vs central difference
+FD_ATOL = 1e-7          # ... times (1 + max |central difference|)
+KINK_RTOL = 1e-3        # one-sided differences further apart than this: a kink, skipped
+F32_RTOL = 1e-5         # float32 path vs float64 path, relative to the largest magnitude
+FUSED_RTOL = 1e-12      # forward_backward vs forward then backward
+REDUCTION_RTOL = 1e-10  # 'sum'/'mean' vs the sum/mean of 'none'
+SCALAR_GRAD_OUTPUT = 0.7
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.check}] {self.message}"
+
+
+@dataclass
+class CheckReport:
+    """The validator's verdict on one Loss class."""
+    loss: str
+    failures: list[Failure] = field(default_factory=list)
+    checks_run: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        head = f"{self.loss}: {'ok' if self.ok else f'{len(self.failures)} failure(s)'} ({len(self.checks_run)} checks)"
+        return "\n".join([head] + [f"  {f}" for f in self.failures])
+
+
+class LossValidationError(ValueError):
+    """A loss failed the validator; ``.report`` holds the CheckReport."""
+
+    def __init__(self, report: CheckReport) -> None:
+        self.report = report
+        super().__init__(f"loss rejected by the validator:\n{report}")
+
+
+@dataclass
+class _Case:
+    loss_class: type
+    options: dict
+    reduction: str
+    seed: int
+
+    @property
+    def label(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{self.loss_class.__name__}({opts}{', ' if opts else ''}reduction={self.reduction!r})"
+
+    def make(self, reduction: str | None = None):
+        return self.loss_class(**self.options, reduction=reduction or self.reduction)
+
+    def inputs(self, dtype) -> tuple:
+        arrays = self.loss_class.sample_inputs(np.random.default_rng(self.seed), dtype)
+        return tuple(arrays)
+
+
+_CHECKS: list[tuple[str, Callable[[_Case], Iterator[str]]]] = []
+
+
+def _check(name: str):
+    def add(fn):
+        _CHECKS.append((name, fn))
+        return fn
+    return add
+
+
+def check_names() -> list[str]:
+    return [name for name, _ in _CHECKS]
+
+
+def check(loss_class: type, *, seed: int = 0) -> CheckReport:
+    """Run every check on every configuration of ``loss_class``; never raises for a bad loss."""
+    from .registry import structural_problems
+
+    report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
+    problems = structural_problems(loss_class)
+    if problems:
+        report.failures += [Failure("structure", p) for p in problems]
+        return report
+    option_sets = [{}] + [dict(o) for o in getattr(loss_class, "check_options", ())]
+    for options, reduction in itertools.product(option_sets, loss_class.reductions):
+        case = _Case(loss_class, options, reduction, seed)
+        for name, fn in _CHECKS:
+            report.checks_run.append(f"{name}:{case.label}")
+            try:
+                messages = list(fn(case))
+            except Exception as exc:  # a loss that crashes a check fails it
+                messages = [f"raised {type(exc).__name__}: {exc}"]
+            report.failures += [Failure(name, f"{case.label}: {m}") for m in messages]
+    return report
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _grad_outputs(case: _Case, loss, arrays) -> list:
+    if case.reduction != "none":
+        return [SCALAR_GRAD_OUTPUT]
+    shape = np.shape(loss(*arrays))
+    rng = np.random.default_rng(case.seed + 1)
+    return [SCALAR_GRAD_OUTPUT, rng.uniform(0.5, 1.5, shape)]
+
+
+def _objective(loss, arrays, grad_output) -> float:
+    return float(np.sum(np.asarray(grad_output) * np.asarray(loss(*arrays), dtype=np.float64)))
+
+
+def _as_tuple(grads, n: int) -> tuple:
+    """Gradients requested with a tuple ``wrt`` of n names, checked to be a tuple of n arrays."""
+    if not isinstance(grads, tuple) or len(grads) != n:
+        raise TypeError(f"backward(wrt=<tuple of {n}>) must return a tuple of {n} arrays, got {type(grads).__name__}")
+    return grads
+
+
+def _worst(actual: np.ndarray, expected: np.ndarray) -> str:
+    err = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    err = np.where(np.isnan(err), np.inf, err)
+    j = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
+    return (f"worst at index {tuple(int(i) for i in j)}: got {np.asarray(actual)[j]!r}, "
+            f"expected {np.asarray(expected)[j]!r}")
+
+
+def _close(actual, expected, rtol: float, atol: float = 0.0) -> bool:
+    a = np.asarray(actual, np.float64)
+    e = np.asarray(expected, np.float64)
+    return a.shape == e.shape and bool(np.all((np.abs(a - e) <= atol + rtol * np.abs(e)) | ((a == e))
+                                              | (np.isnan(a) & np.isnan(e))))
+
+
+def _bits_equal(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _snapshot(arrays) -> list:
+    return [np.array(a, copy=True) for a in arrays]
+
+
+# -- the checks ---------------------------------------------------------------------------------
+@_check("sample_inputs")
+def _sample_inputs(case: _Case):
+    for dtype in (np.float64, np.float32):
+        arrays = case.inputs(dtype)
+        if len(arrays) != len(case.loss_class.arguments):
+            yield (f"sample_inputs returned {len(arrays)} arrays for arguments "
+                   f"{case.loss_class.arguments}")
+
+
+@_check("gradient_vs_finite_differences")
+def _gradient_fd(case: _Case):
+    loss = case.make()
+    arrays = [np.asarray(a, np.float64) for a in case.inputs(np.float64)]
+    names = case.loss_class.differentiable
+    for go in _grad_outputs(case, loss, arrays):
+        go_label = "array grad_output" if np.ndim(go) else f"grad_output={go}"
+        grads = _as_tuple(loss.backward(*arrays, grad_output=go, wrt=names), len(names))
+        f0 = _objective(loss, arrays, go)
+        for name, grad in zip(names, grads):
+            k = case.loss_class.arguments.index(name)
+            x = arrays[k]
+            fd = np.zeros(x.shape)
+            kink = np.zeros(x.shape, bool)
+            for j in np.ndindex(x.shape):
+                h = FD_STEP * max(1.0, abs(float(x[j])))
+                probe = list(arrays)
+                plus, minus = x.copy(), x.copy()
+                plus[j] += h
+                minus[j] -= h
+                probe[k] = plus
+                f_plus = _objective(loss, probe, go)
+                probe[k] = minus
+                f_minus = _objective(loss, probe, go)
+                fd[j] = (f_plus - f_minus) / (2 * h)
+                right, left = (f_plus - f0) / h, (f0 - f_minus) / h
+                kink[j] = abs(right - left) > KINK_RTOL * (abs(right) + abs(left)) + 10 * FD_ATOL
+            grad = np.asarray(grad)
+            if grad.shape != x.shape:
+                yield f"gradient wrt {name} has shape {grad.shape}, expected {x.shape} ({go_label})"
+                continue
+            atol = FD_ATOL * (1.0 + float(np.max(np.abs(fd), initial=0.0)))
+            g = np.where(kink, fd, grad)
+            if not _close(g, fd, FD_RTOL, atol):
+                yield (f"gradient wrt {name} disagrees with central differences ({go_label}, float64); "
+                       f"{_worst(g, fd)}")
+
+
+@_check("float32_matches_float64")
+def _float32(case: _Case):
+    loss = case.make()
+    a32 = [np.asarray(a, np.float32) for a in case.inputs(np.float32)]
+    a64 = [a.astype(np.float64) for a in a32]  # the same values, so only the arithmetic differs
+    names = case.loss_class.differentiable
+    v32, g32 = loss.forward_backward(*a32, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+    v64, g64 = loss.forward_backward(*a64, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+    pairs = [("value", v32, v64)] + [(f"gradient wrt {n}", a, b) for n, a, b in
+                                    zip(names, _as_tuple(g32, len(names)), _as_tuple(g64, len(names)))]
+    for what, lo, hi in pairs:
+        scale = float(np.max(np.abs(np.asarray(hi, np.float64)), initial=0.0))
+        if not _close(lo, hi, F32_RTOL, F32_RTOL * scale):
+            yield f"float32 {what} strays from float64 beyond {F32_RTOL:g} relative; {_worst(lo, hi)}"
+
+
+@_check("reductions_consistent")
+def _reductions(case: _Case):
+    # Runs once per configuration, on its 'none' case, when the loss offers all three.
+    if case.reduction != "none" or not {"mean", "sum"} <= set(case.loss_class.reductions):
+        return
+    arrays = case.inputs(np.float64)
+    names = case.loss_class.differentiable
+    none, total, mean = case.make("none"), case.make("sum"), case.make("mean")
+    per_element = np.asarray(none(*arrays), np.float64)
+    n = per_element.size
+    if not _close(total(*arrays), per_element.sum(), REDUCTION_RTOL, 1e-12):
+        yield f"'sum' value {total(*arrays)!r} != sum of 'none' {per_element.sum()!r}"
+    if n and not _close(mean(*arrays), per_element.mean(), REDUCTION_RTOL, 1e-12):
+        yield f"'mean' value {mean(*arrays)!r} != mean of 'none' {per_element.mean()!r}"
+    ones = np.full(per_element.shape, SCALAR_GRAD_OUTPUT)
+    g_none = _as_tuple(none.backward(*arrays, grad_output=ones, wrt=names), len(names))
+    g_sum = _as_tuple(total.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    g_mean = _as_tuple(mean.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    for name, gn, gs, gm in zip(names, g_none, g_sum, g_mean):
+        if not _close(gs, gn, REDUCTION_RTOL, 1e-14):
+            yield f"'sum' gradient wrt {name} != 'none' gradient with grad_output all {SCALAR_GRAD_OUTPUT}; {_worst(gs, gn)}"
+        if n and not _close(np.asarray(gm) * n, gs, REDUCTION_RTOL, 1e-14):
+            yield f"'mean' gradient wrt {name} is not the 'sum' gradient / {n}; {_worst(np.asarray(gm) * n, gs)}"
+
+
+@_check("forward_backward_fused")
+def _fused(case: _Case):
+    loss = case.make()
+    arrays = case.inputs(np.float64)
+    names = case.loss_class.differentiable
+    for go in _grad_outputs(case, loss, arrays):
+        value, grads = loss.forward_backward(*arrays, grad_output=go, wrt=names)
+        if not _close(value, loss.forward(*arrays), FUSED_RTOL):
+            yield f"forward_backward value differs from forward; {_worst(value, loss.forward(*arrays))}"
+        separate = _as_tuple(loss.backward(*arrays, grad_output=go, wrt=names), len(names))
+        for name, fused, alone in zip(names, _as_tuple(grads, len(names)), separate):
+            if not _close(fused, alone, FUSED_RTOL):
+                yield f"forward_backward gradient wrt {name} differs from backward; {_worst(fused, alone)}"
+        first = loss.backward(*arrays, grad_output=go)
+        if not _close(first, separate[0], FUSED_RTOL):
+            yield f"backward(wrt=None) is not the gradient wrt {names[0]}"
+
+
+@_check("shapes_and_dtypes")
+def _shapes(case: _Case):
+    loss = case.make()
+    names = case.loss_class.differentiable
+    for dtype in (np.float64, np.float32):
+        arrays = case.inputs(dtype)
+        value = loss(*arrays)
+        if np.asarray(value).dtype != np.dtype(dtype):
+            yield f"{np.dtype(dtype).name} input gave a {np.asarray(value).dtype} value"
+        if case.reduction != "none" and (np.ndim(value) != 0 or not isinstance(value, np.generic)):
+            yield f"reduction={case.reduction!r} must give a NumPy scalar, got {type(value).__name__} {np.shape(value)}"
+        if case.reduction == "none" and not isinstance(value, np.ndarray):
+            yield f"reduction='none' must give an ndarray, got {type(value).__name__}"
+        grads = _as_tuple(loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+        for name, grad in zip(names, grads):
+            arg = arrays[case.loss_class.arguments.index(name)]
+            if not isinstance(grad, np.ndarray) or grad.shape != np.shape(arg) or grad.dtype != np.dtype(dtype):
+                yield (f"gradient wrt {name} is {type(grad).__name__} {np.shape(grad)} "
+                       f"{getattr(grad, 'dtype', '')}, expected ndarray {np.shape(arg)} {np.dtype(dtype).name}")
+
+
+@_check("inputs_unmodified")
+def _unmodified(case: _Case):
+    loss = case.make()
+    names = case.loss_class.differentiable
+    arrays = case.inputs(np.float64)
+    before = _snapshot(arrays)
+    loss(*arrays)
+    loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+    loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+    for name, a, b in zip(case.loss_class.arguments, arrays, before):
+        if not _bits_equal(a, b):
+            yield f"argument {name} was modified in place"
+
+
+@_check("deterministic_and_thread_invariant")
+def _deterministic(case: _Case):
+    loss = case.make()
+    names = case.loss_class.differentiable
+    arrays = case.inputs(np.float64)
+
+    def run():
+        value, grads = loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+        return [value, *_as_tuple(grads, len(names))]
+
+    first, second = run(), run()
+    if not all(_bits_equal(a, b) for a, b in zip(first, second)):
+        yield "two identical calls gave different bits"
+    many = max(2, get_num_threads())
+    with threads(1):
+        one = run()
+    with threads(many):
+        several = run()
+    if not all(_bits_equal(a, b) for a, b in zip(one, several)):
+        yield f"1 thread and {many} threads gave different bits"
+
+
+@_check("finite_on_valid_domain")
+def _finite(case: _Case):
+    loss = case.make()
+    names = case.loss_class.differentiable
+    for dtype in (np.float64, np.float32):
+        value, grads = loss.forward_backward(*case.inputs(dtype), grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+        if not np.all(np.isfinite(value)):
+            yield f"{np.dtype(dtype).name} value not finite on the sample inputs"
+        for name, grad in zip(names, _as_tuple(grads, len(names))):
+            if not np.all(np.isfinite(grad)):
+                yield f"{np.dtype(dtype).name} gradient wrt {name} not finite on the sample inputs"

@@ -1,0 +1,66 @@
+# Shared by every kernel family: the float types, numerically stable scalar math, and the
+# deterministic blocked reduction. Inline only, so it is cimported without any runtime import.
+#
+# Determinism: a reduction splits its n items into fixed blocks of REDUCTION_BLOCK items, a number
+# that does not depend on the thread count. Each block sums its items in index order into a double;
+# block sums are then combined pairwise in a fixed order by combine_partials(). Threads only decide
+# who computes which block, so any thread count gives the same bits.
+
+from libc.math cimport exp, log, log1p, fabs
+
+ctypedef fused floating_t:
+    float
+    double
+
+cdef enum:
+    # Items per reduction block (elements, rows, ...). Large enough that a block's work dwarfs the
+    # scheduling cost, small enough that 2 cores balance well on 1e5 elements.
+    REDUCTION_BLOCK = 4096
+
+
+cdef inline Py_ssize_t block_count(Py_ssize_t n) noexcept nogil:
+    return (n + REDUCTION_BLOCK - 1) // REDUCTION_BLOCK
+
+
+cdef inline double combine_partials(double* partials, Py_ssize_t m) noexcept nogil:
+    """Pairwise sum of m block partials in a fixed order (overwrites partials)."""
+    cdef Py_ssize_t j, half
+    if m == 0:
+        return 0.0
+    while m > 1:
+        half = m // 2
+        for j in range(half):
+            partials[j] = partials[2 * j] + partials[2 * j + 1]
+        if m % 2:
+            partials[half] = partials[m - 1]
+            m = half + 1
+        else:
+            m = half
+    return partials[0]
+
+
+cdef inline double log1pexp(double x) noexcept nogil:
+    """log(1 + exp(x)) without overflow or loss of precision.
+
+    Cutoffs from M. Maechler (2012), "Accurately Computing log(1 - exp(-|a|))", Rmpfr vignette,
+    eq. (10), as used by scikit-learn's _loss module.
+    """
+    if x <= -37.0:
+        return exp(x)
+    elif x <= -2.0:
+        return log1p(exp(x))
+    elif x <= 18.0:
+        return log(1.0 + exp(x))
+    elif x <= 33.3:
+        return x + exp(-x)
+    return x
+
+
+cdef inline double log_sigmoid(double x) noexcept nogil:
+    """log(sigmoid(x)) in torch's CPU form: min(x, 0) - log1p(exp(-|x|)), finite for any finite x."""
+    return (x if x < 0.0 else 0.0) - log1p(exp(-fabs(x)))
+
+
+cdef inline double sigmoid(double x) noexcept nogil:
+    # exp(-x) overflows to inf for x < -709, giving exactly 0: no NaN.
+    return 1.0 / (1.0 + exp(-x))

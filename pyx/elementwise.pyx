@@ -1,0 +1,521 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The elementwise loss family: one generic driver, specialized per loss at compile time.
+
+Design
+------
+Every elementwise loss is a pure per-element function of up to four aligned values (its arguments,
+e.g. input, target, var; option arrays such as BCE's weight ride along as extra arguments) that returns
+the element's loss and writes its partial derivatives with respect to each of those values. That
+function plus a struct holding the loss's scalar options is all a loss contributes.
+
+The driver ``_run_blocks`` is written once. It is fused over ``ElementwiseOp`` (the option structs) and
+over the float type, so Cython stamps out one specialization per (loss, dtype) in which the loss's
+per-element function is inlined: there is no function pointer and no switch in the inner loop.
+(scikit-learn measured that per-element function pointers cost real time and generates its loops
+with Tempita instead; a fused type gives the same result in plain Cython.) The ``PluginOp`` member
+routes through a function pointer: it is the door through which a separately compiled plugin gets
+the very same driver.
+
+One pass computes everything the caller asked for: the per-element loss ('none'), the block partial
+sums ('mean'/'sum' value) and the gradients of every requested argument. The gradient's scale is
+known before the pass (grad_output, grad_output / N, or the per-element grad_output array for
+'none'), so values and gradients come out of the same loop. Elements are computed in double for both
+dtypes; float32 loads are widened and stores narrowed.
+
+Arrays reach the driver already normalized by lossengine/_arrays.py: C-contiguous, native byte order,
+of the computation dtype, each either full length (step 1) or a single broadcast value (step 0).
+"""
+
+from libc.math cimport exp, log, log1p, fabs, NAN, M_PI
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport prange
+
+from _common cimport (floating_t, REDUCTION_BLOCK, block_count, combine_partials, log1pexp,
+                      log_sigmoid, sigmoid)
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define LE_OPENMP 1
+    static int le_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define LE_OPENMP 0
+    static int le_max_threads(void) { return 1; }
+    #endif
+    #ifndef LE_COMPILE_FLAGS
+    #define LE_COMPILE_FLAGS "unknown"
+    #endif
+    """
+    const int LE_OPENMP
+    const char* LE_COMPILE_FLAGS
+    int le_max_threads() nogil
+
+cdef enum:
+    MAX_ARGS = 4
+
+# ---------------------------------------------------------------------------------------------
+# Per-loss options. C has no empty structs, so option-less losses carry a placeholder.
+# ---------------------------------------------------------------------------------------------
+cdef struct L1Op:
+    char no_options
+cdef struct MSEOp:
+    char no_options
+cdef struct SmoothL1Op:
+    double beta
+cdef struct HuberOp:
+    double delta
+cdef struct BCEOp:                     # arguments: input, target, weight
+    char no_options
+cdef struct BCEWithLogitsOp:           # arguments: input, target, weight, pos_weight
+    bint has_pos_weight
+cdef struct SoftMarginOp:
+    char no_options
+cdef struct KLDivOp:
+    bint log_target
+cdef struct PoissonNLLOp:
+    bint log_input
+    bint full
+    double eps
+cdef struct GaussianNLLOp:             # arguments: input, target, var
+    bint full
+    double eps
+cdef struct HingeEmbeddingOp:
+    double margin
+
+ctypedef double (*element_fn)(const double* args, const double* params, double* partials) noexcept nogil
+cdef struct PluginOp:
+    element_fn fn
+    const double* params
+
+ctypedef fused ElementwiseOp:
+    L1Op
+    MSEOp
+    SmoothL1Op
+    HuberOp
+    BCEOp
+    BCEWithLogitsOp
+    SoftMarginOp
+    KLDivOp
+    PoissonNLLOp
+    GaussianNLLOp
+    HingeEmbeddingOp
+    PluginOp
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-element math. a[k] are the element's argument values; d[k] receives d loss / d a[k].
+# Each formula follows torch 2.13's CPU kernel or autograd formula, quirks included (noted inline).
+# ---------------------------------------------------------------------------------------------
+cdef inline double _sign(double x) noexcept nogil:
+    return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
+
+
+cdef inline double l1(const double* a, double* d) noexcept nogil:
+    cdef double diff = a[0] - a[1]
+    d[0] = _sign(diff)
+    d[1] = -d[0]
+    return fabs(diff)
+
+
+cdef inline double mse(const double* a, double* d) noexcept nogil:
+    cdef double diff = a[0] - a[1]
+    d[0] = 2.0 * diff
+    d[1] = -d[0]
+    return diff * diff
+
+
+cdef inline double smooth_l1(const SmoothL1Op* op, const double* a, double* d) noexcept nogil:
+    # torch: beta == 0 dispatches to l1_loss (so the gradient at diff == 0 is 0, not x / 0).
+    if op.beta == 0.0:
+        return l1(a, d)
+    cdef double diff = a[0] - a[1]
+    cdef double z = fabs(diff)
+    d[0] = -1.0 if diff <= -op.beta else (1.0 if diff >= op.beta else diff / op.beta)
+    d[1] = -d[0]
+    return 0.5 * z * z / op.beta if z < op.beta else z - 0.5 * op.beta
+
+
+cdef inline double huber(const HuberOp* op, const double* a, double* d) noexcept nogil:
+    cdef double diff = a[0] - a[1]
+    cdef double z = fabs(diff)
+    d[0] = -op.delta if diff <= -op.delta else (op.delta if diff >= op.delta else diff)
+    d[1] = -d[0]
+    return 0.5 * z * z if z < op.delta else op.delta * (z - 0.5 * op.delta)
+
+
+cdef inline double bce(const double* a, double* d) noexcept nogil:
+    # torch: each log is clamped at -100; the input gradient divides by max(x (1 - x), 1e-12); the
+    # target gradient is -logit(x), unclamped.
+    cdef double x = a[0], y = a[1], w = a[2]
+    cdef double log_x = log(x), log_1mx = log1p(-x)
+    if log_x < -100.0:
+        log_x = -100.0
+    if log_1mx < -100.0:
+        log_1mx = -100.0
+    cdef double denom = (1.0 - x) * x
+    if denom < 1e-12:
+        denom = 1e-12
+    d[0] = w * (x - y) / denom
+    d[1] = -w * log(x / (1.0 - x))
+    d[2] = 0.0
+    return w * ((y - 1.0) * log_1mx - y * log_x)
+
+
+cdef inline double bce_with_logits(const BCEWithLogitsOp* op, const double* a, double* d) noexcept nogil:
+    # loss = w ((1 - y) x - (1 + (p - 1) y) log_sigmoid(x)), torch's form, finite at |x| = 1e4.
+    cdef double x = a[0], y = a[1], w = a[2], p = a[3]
+    cdef double ls = log_sigmoid(x)
+    cdef double t
+    if op.has_pos_weight:
+        t = p * y
+        d[0] = w * ((t + 1.0 - y) * sigmoid(x) - t)
+        d[1] = w * (log_sigmoid(-x) - ls * p)
+        ls = ls * ((p - 1.0) * y + 1.0)
+    else:
+        d[0] = w * (sigmoid(x) - y)
+        d[1] = -w * x          # exact; log_sigmoid(-x) - log_sigmoid(x) would cancel near 0
+    d[2] = 0.0
+    d[3] = 0.0
+    return w * ((1.0 - y) * x - ls)
+
+
+cdef inline double soft_margin(const double* a, double* d) noexcept nogil:
+    # torch computes log1p(exp(-x y)), which overflows for x y < -709; log1pexp does not.
+    cdef double x = a[0], y = a[1]
+    d[0] = -y / (1.0 + exp(x * y))
+    d[1] = 0.0
+    return log1pexp(-x * y)
+
+
+cdef inline double kl_div(const KLDivOp* op, const double* a, double* d) noexcept nogil:
+    cdef double x = a[0], t = a[1], et
+    if op.log_target:
+        et = exp(t)
+        d[0] = -et
+        d[1] = et * (t - x + 1.0)
+        return et * (t - x)
+    d[0] = -t
+    # torch differentiates xlogy(t, t) by autograd: log(t) + t / t, which is NaN at t == 0.
+    d[1] = NAN if t == 0.0 else log(t) + 1.0 - x
+    if t == 0.0:
+        return -t * x           # xlogy(0, 0) = 0
+    return t * log(t) - t * x
+
+
+cdef inline double poisson_nll(const PoissonNLLOp* op, const double* a, double* d) noexcept nogil:
+    cdef double x = a[0], y = a[1], value, log_xe
+    if op.log_input:
+        value = exp(x) - y * x
+        d[0] = exp(x) - y
+        d[1] = -x
+    else:
+        log_xe = log(x + op.eps)
+        value = x - y * log_xe
+        d[0] = 1.0 - y / (x + op.eps)
+        d[1] = -log_xe
+    if op.full:
+        # Stirling term only where y > 1 (masked_fill). Autograd still multiplies the masked zero by
+        # log(y) and 1/y, so torch's target gradient is NaN where y <= 0.
+        if y > 1.0:
+            value = value + y * log(y) - y + 0.5 * log(2.0 * M_PI * y)
+            d[1] = d[1] + log(y) + 0.5 / y
+        elif not (y > 0.0):
+            d[1] = NAN
+    return value
+
+
+cdef inline double gaussian_nll(const GaussianNLLOp* op, const double* a, double* d) noexcept nogil:
+    # torch clamps var at eps under no_grad: the clamped value is used, the gradient flows as if
+    # unclamped (d/dvar uses the clamped value even where var < eps).
+    cdef double diff = a[0] - a[1]
+    cdef double v = a[2]
+    if v < op.eps:
+        v = op.eps
+    cdef double r = diff / v
+    d[0] = r
+    d[1] = -r
+    d[2] = 0.5 * (1.0 / v - r * r)
+    cdef double value = 0.5 * (log(v) + diff * diff / v)
+    if op.full:
+        value = value + 0.5 * log(2.0 * M_PI)
+    return value
+
+
+cdef inline double hinge_embedding(const HingeEmbeddingOp* op, const double* a, double* d) noexcept nogil:
+    # torch: where(y != 1, clamp_min(margin - x, 0), 0) + where(y != -1, x, 0), so a target outside
+    # {1, -1} gets both terms. clamp_min's gradient passes at margin - x == 0.
+    cdef double x = a[0], y = a[1], m = op.margin - x
+    cdef double value = 0.0
+    d[0] = 0.0
+    d[1] = 0.0
+    if y != 1.0:
+        value = 0.0 if m < 0.0 else m
+        if m >= 0.0:
+            d[0] = -1.0
+    if y != -1.0:
+        value = value + x
+        d[0] = d[0] + 1.0
+    return value
+
+
+cdef inline double value_and_partials(const ElementwiseOp* op, const double* a, double* d) noexcept nogil:
+    if ElementwiseOp is L1Op:
+        return l1(a, d)
+    elif ElementwiseOp is MSEOp:
+        return mse(a, d)
+    elif ElementwiseOp is SmoothL1Op:
+        return smooth_l1(op, a, d)
+    elif ElementwiseOp is HuberOp:
+        return huber(op, a, d)
+    elif ElementwiseOp is BCEOp:
+        return bce(a, d)
+    elif ElementwiseOp is BCEWithLogitsOp:
+        return bce_with_logits(op, a, d)
+    elif ElementwiseOp is SoftMarginOp:
+        return soft_margin(a, d)
+    elif ElementwiseOp is KLDivOp:
+        return kl_div(op, a, d)
+    elif ElementwiseOp is PoissonNLLOp:
+        return poisson_nll(op, a, d)
+    elif ElementwiseOp is GaussianNLLOp:
+        return gaussian_nll(op, a, d)
+    elif ElementwiseOp is HingeEmbeddingOp:
+        return hinge_embedding(op, a, d)
+    else:
+        return op.fn(a, op.params, d)
+
+
+cdef inline bint outside_domain(const ElementwiseOp* op, const double* a) noexcept nogil:
+    """Inputs torch rejects with an error. Checked in-kernel: no extra pass over the data."""
+    if ElementwiseOp is BCEOp:
+        return not (a[0] >= 0.0 and a[0] <= 1.0)
+    elif ElementwiseOp is GaussianNLLOp:
+        return a[2] < 0.0
+    else:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver.
+# ---------------------------------------------------------------------------------------------
+cdef struct Buffers:
+    Py_ssize_t n
+    const void* args[MAX_ARGS]
+    Py_ssize_t arg_step[MAX_ARGS]       # 1: full length; 0: one broadcast value
+    void* grads[MAX_ARGS]               # NULL where that gradient is not wanted
+    void* loss_out                      # per-element loss ('none'), else NULL
+    const void* grad_output             # per-element upstream gradient, step grad_output_step
+    Py_ssize_t grad_output_step
+    double grad_scale                   # 1 for 'none', grad_output for 'sum', grad_output / N for 'mean'
+    double* partials                    # one sum per block
+    char* block_bad                     # per block: an element lay outside the loss's domain
+
+
+cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t block,
+                            floating_t dtype_tag) noexcept nogil:
+    cdef const floating_t* a0 = <const floating_t*>b.args[0]
+    cdef const floating_t* a1 = <const floating_t*>b.args[1]
+    cdef const floating_t* a2 = <const floating_t*>b.args[2]
+    cdef const floating_t* a3 = <const floating_t*>b.args[3]
+    cdef Py_ssize_t s0 = b.arg_step[0], s1 = b.arg_step[1], s2 = b.arg_step[2], s3 = b.arg_step[3]
+    cdef floating_t* g0 = <floating_t*>b.grads[0]
+    cdef floating_t* g1 = <floating_t*>b.grads[1]
+    cdef floating_t* g2 = <floating_t*>b.grads[2]
+    cdef floating_t* g3 = <floating_t*>b.grads[3]
+    cdef floating_t* loss_out = <floating_t*>b.loss_out
+    cdef const floating_t* upstream = <const floating_t*>b.grad_output
+    cdef Py_ssize_t ustep = b.grad_output_step
+    cdef double scale = b.grad_scale
+    cdef Py_ssize_t start = block * REDUCTION_BLOCK
+    cdef Py_ssize_t end = start + REDUCTION_BLOCK
+    cdef Py_ssize_t i
+    cdef double a[MAX_ARGS]
+    cdef double d[MAX_ARGS]
+    cdef double value, g, total = 0.0
+    cdef bint bad = False
+    if end > b.n:
+        end = b.n
+    d[0] = d[1] = d[2] = d[3] = 0.0    # losses with fewer arguments leave the rest untouched
+    for i in range(start, end):
+        a[0] = a0[i * s0]
+        a[1] = a1[i * s1]
+        a[2] = a2[i * s2]
+        a[3] = a3[i * s3]
+        bad = bad | outside_domain(op, a)
+        value = value_and_partials(op, a, d)
+        total += value
+        if loss_out != NULL:
+            loss_out[i] = <floating_t>value
+        g = scale * upstream[i * ustep]
+        if g0 != NULL:
+            g0[i] = <floating_t>(g * d[0])
+        if g1 != NULL:
+            g1[i] = <floating_t>(g * d[1])
+        if g2 != NULL:
+            g2[i] = <floating_t>(g * d[2])
+        if g3 != NULL:
+            g3[i] = <floating_t>(g * d[3])
+    b.partials[block] = total
+    b.block_bad[block] = bad
+
+
+cdef void _run_blocks(const ElementwiseOp* op, Buffers* b, floating_t dtype_tag,
+                      int num_threads, Py_ssize_t min_parallel) noexcept nogil:
+    cdef Py_ssize_t block, nblocks = block_count(b.n)
+    for block in prange(nblocks, schedule="static", num_threads=num_threads,
+                        use_threads_if=b.n >= min_parallel):
+        _run_block(op, b, block, dtype_tag)
+
+
+cdef int _dispatch(const ElementwiseOp* op, Buffers* b, bint is_double, int num_threads,
+                   Py_ssize_t min_parallel) noexcept nogil:
+    if is_double:
+        _run_blocks(op, b, <double>0, num_threads, min_parallel)
+    else:
+        _run_blocks(op, b, <float>0, num_threads, min_parallel)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry point.
+# ---------------------------------------------------------------------------------------------
+cdef const void* _read_ptr(object arr, bint is_double) except NULL:
+    cdef const double[::1] f64
+    cdef const float[::1] f32
+    if is_double:
+        f64 = arr.reshape(-1)
+        return &f64[0]
+    f32 = arr.reshape(-1)
+    return &f32[0]
+
+
+cdef void* _write_ptr(object arr, bint is_double) except NULL:
+    cdef double[::1] f64
+    cdef float[::1] f32
+    if is_double:
+        f64 = arr.reshape(-1)
+        return &f64[0]
+    f32 = arr.reshape(-1)
+    return &f32[0]
+
+
+LOSS_KINDS = ("l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+              "binary_cross_entropy_with_logits", "soft_margin_loss", "kl_div", "poisson_nll_loss",
+              "gaussian_nll_loss", "hinge_embedding_loss")
+
+
+def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, grad_output,
+        double grad_scale, int num_threads, Py_ssize_t min_parallel):
+    """One fused pass over n elements. Returns (sum of element losses, domain_error: bool).
+
+    args: up to 4 arrays of one dtype (float32/float64), each of n elements or of 1 (broadcast).
+    grads: one output array (n elements) or None per argument. loss_out: n-element output or None.
+    grad_output: array of n or 1 elements of the same dtype. The caller guarantees all of this.
+    """
+    cdef Buffers b
+    cdef Py_ssize_t k, nblocks
+    cdef bint is_double = args[0].dtype.itemsize == 8
+    cdef int status = 0
+    cdef double total
+    cdef L1Op l1_op
+    cdef MSEOp mse_op
+    cdef SmoothL1Op smooth_l1_op
+    cdef HuberOp huber_op
+    cdef BCEOp bce_op
+    cdef BCEWithLogitsOp bce_logits_op
+    cdef SoftMarginOp soft_margin_op
+    cdef KLDivOp kl_op
+    cdef PoissonNLLOp poisson_op
+    cdef GaussianNLLOp gaussian_op
+    cdef HingeEmbeddingOp hinge_op
+
+    b.n = n
+    if b.n == 0:
+        return 0.0, False
+    if len(args) > MAX_ARGS or len(grads) != len(args):
+        raise ValueError("elementwise kernel: bad argument lists")
+    for a in args + grads + [loss_out, grad_output]:
+        if a is not None and a.size != n and a.size != 1:
+            raise ValueError(f"elementwise kernel: operand of {a.size} elements for a loss of {n}")
+    for k in range(MAX_ARGS):
+        if k < len(args):
+            b.args[k] = _read_ptr(args[k], is_double)
+            b.arg_step[k] = 1 if args[k].size == b.n else 0
+            b.grads[k] = NULL if grads[k] is None else _write_ptr(grads[k], is_double)
+        else:
+            b.args[k] = b.args[0]       # never used by the loss; a valid address to load from
+            b.arg_step[k] = 0
+            b.grads[k] = NULL
+    b.loss_out = NULL if loss_out is None else _write_ptr(loss_out, is_double)
+    b.grad_output = _read_ptr(grad_output, is_double)
+    b.grad_output_step = 1 if grad_output.size == b.n else 0
+    b.grad_scale = grad_scale
+    nblocks = block_count(b.n)
+    b.partials = <double*>malloc(nblocks * sizeof(double))
+    b.block_bad = <char*>malloc(nblocks * sizeof(char))
+    if b.partials == NULL or b.block_bad == NULL:
+        free(b.partials)
+        free(b.block_bad)
+        raise MemoryError()
+    try:
+        # One line per loss: fill its options, hand it to the shared driver.
+        if kind == "l1_loss":
+            with nogil: _dispatch(&l1_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "mse_loss":
+            with nogil: _dispatch(&mse_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "smooth_l1_loss":
+            smooth_l1_op.beta = options["beta"]
+            with nogil: _dispatch(&smooth_l1_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "huber_loss":
+            huber_op.delta = options["delta"]
+            with nogil: _dispatch(&huber_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "binary_cross_entropy":
+            with nogil: _dispatch(&bce_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "binary_cross_entropy_with_logits":
+            bce_logits_op.has_pos_weight = options["has_pos_weight"]
+            with nogil: _dispatch(&bce_logits_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "soft_margin_loss":
+            with nogil: _dispatch(&soft_margin_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "kl_div":
+            kl_op.log_target = options["log_target"]
+            with nogil: _dispatch(&kl_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "poisson_nll_loss":
+            poisson_op.log_input = options["log_input"]
+            poisson_op.full = options["full"]
+            poisson_op.eps = options["eps"]
+            with nogil: _dispatch(&poisson_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "gaussian_nll_loss":
+            gaussian_op.full = options["full"]
+            gaussian_op.eps = options["eps"]
+            with nogil: _dispatch(&gaussian_op, &b, is_double, num_threads, min_parallel)
+        elif kind == "hinge_embedding_loss":
+            hinge_op.margin = options["margin"]
+            with nogil: _dispatch(&hinge_op, &b, is_double, num_threads, min_parallel)
+        else:
+            raise ValueError(f"unknown elementwise loss kind {kind!r}")
+        domain_error = False
+        for k in range(nblocks):
+            if b.block_bad[k]:
+                domain_error = True
+                break
+        total = combine_partials(b.partials, nblocks)
+    finally:
+        free(b.partials)
+        free(b.block_bad)
+    return total, domain_error
+
+
+def openmp_enabled():
+    """True when this module was compiled with OpenMP."""
+    return bool(LE_OPENMP)
+
+
+def max_threads():
+    """omp_get_max_threads() (1 without OpenMP)."""
+    return le_max_threads()
+
+
+def compile_flags():
+    """The C flags this module was compiled with."""
+    return (<bytes>LE_COMPILE_FLAGS).decode().split()
