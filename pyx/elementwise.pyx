@@ -30,8 +30,7 @@ from libc.math cimport exp, log, log1p, fabs, NAN, M_PI
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange
 
-from _common cimport (floating_t, REDUCTION_BLOCK, block_count, combine_partials, log1pexp,
-                      log_sigmoid, sigmoid)
+from _common cimport floating_t, REDUCTION_BLOCK, block_count, combine_partials, log1pexp
 
 cdef extern from *:
     """
@@ -164,19 +163,21 @@ cdef inline double bce(const double* a, double* d) noexcept nogil:
 
 cdef inline double bce_with_logits(const BCEWithLogitsOp* op, const double* a, double* d) noexcept nogil:
     # loss = w ((1 - y) x - (1 + (p - 1) y) log_sigmoid(x)), torch's form, finite at |x| = 1e4.
+    # One exp(-|x|) serves log_sigmoid(x), log_sigmoid(-x) and sigmoid(x) (the kernel's hot cost).
     cdef double x = a[0], y = a[1], w = a[2], p = a[3]
-    cdef double ls = log_sigmoid(x)
+    cdef double z = exp(-fabs(x))
+    cdef double log1p_z = log1p(z)
+    cdef double ls = (x if x < 0.0 else 0.0) - log1p_z          # log_sigmoid(x)
+    cdef double sig = (1.0 if x >= 0.0 else z) / (1.0 + z)    # a select, not a mispredicted branch
     cdef double t
     if op.has_pos_weight:
         t = p * y
-        d[0] = w * ((t + 1.0 - y) * sigmoid(x) - t)
-        d[1] = w * (log_sigmoid(-x) - ls * p)
+        d[0] = w * ((t + 1.0 - y) * sig - t)
+        d[1] = w * (((-x) if x > 0.0 else 0.0) - log1p_z - ls * p)   # log_sigmoid(-x) - p log_sigmoid(x)
         ls = ls * ((p - 1.0) * y + 1.0)
     else:
-        d[0] = w * (sigmoid(x) - y)
+        d[0] = w * (sig - y)
         d[1] = -w * x          # exact; log_sigmoid(-x) - log_sigmoid(x) would cancel near 0
-    d[2] = 0.0
-    d[3] = 0.0
     return w * ((1.0 - y) * x - ls)
 
 
@@ -519,3 +520,100 @@ def max_threads():
 def compile_flags():
     """The C flags this module was compiled with."""
     return (<bytes>LE_COMPILE_FLAGS).decode().split()
+
+
+# =============================================================================================
+# Compiled plugins: a separately built module's per-element function through the same driver.
+#
+# The plugin builds against lossengine/elementwise_api.pxd, whose ``element_fn`` is the ``element_fn``
+# above and whose capsule name is PLUGIN_CAPSULE_NAME below (tests/test_plugins.py holds the two
+# files to that). The function reaches ``_dispatch`` as a ``PluginOp``, so a plugin gets the very
+# blocks, threads, reductions and grad_output handling of a built-in; the only difference is one
+# indirect call per element instead of inlined code.
+# =============================================================================================
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_GetName, PyCapsule_New
+
+PLUGIN_CAPSULE_NAME = "lossengine.elementwise_api.element_fn.v1"
+PLUGIN_MAX_OPERANDS = MAX_ARGS
+cdef bytes _PLUGIN_CAPSULE_NAME = PLUGIN_CAPSULE_NAME.encode()
+
+
+cdef element_fn _plugin_fn(object capsule) except NULL:
+    if not PyCapsule_IsValid(capsule, _PLUGIN_CAPSULE_NAME):
+        found = None
+        if type(capsule).__name__ == "PyCapsule":
+            name = PyCapsule_GetName(capsule)
+            found = None if name == NULL else (<bytes>name).decode(errors="replace")
+        raise TypeError(
+            f"element_function must be a PyCapsule named {PLUGIN_CAPSULE_NAME!r}, made by "
+            f"lossengine.elementwise_api's element_fn_capsule(); got "
+            + (f"a capsule named {found!r} (built against another lossengine?)" if found is not None
+               else repr(type(capsule).__name__))
+        )
+    return <element_fn>PyCapsule_GetPointer(capsule, _PLUGIN_CAPSULE_NAME)
+
+
+def run_plugin(object element_function, const double[::1] params, Py_ssize_t n, list args, list grads,
+               loss_out, grad_output, double grad_scale, int num_threads, Py_ssize_t min_parallel):
+    """``run`` for a plugin's element function: the same arguments, with the PyCapsule holding the
+    function and its float64 parameters in place of (kind, options). Returns (sum of losses, False)."""
+    cdef Buffers b
+    cdef PluginOp op
+    cdef Py_ssize_t k, nblocks
+    cdef bint is_double
+    cdef double total
+
+    op.fn = _plugin_fn(element_function)
+    op.params = &params[0] if params.shape[0] > 0 else NULL
+    b.n = n
+    if b.n == 0:
+        return 0.0, False
+    if not 1 <= len(args) <= MAX_ARGS or len(grads) != len(args):
+        raise ValueError(f"elementwise plugin kernel: 1 to {MAX_ARGS} operands with one gradient slot "
+                         f"each, got {len(args)} operands and {len(grads)} slots")
+    is_double = args[0].dtype.itemsize == 8
+    for a in args + grads + [loss_out, grad_output]:
+        if a is not None and a.size != n and a.size != 1:
+            raise ValueError(f"elementwise plugin kernel: operand of {a.size} elements for a loss of {n}")
+    for k in range(MAX_ARGS):
+        if k < len(args):
+            b.args[k] = _read_ptr(args[k], is_double)
+            b.arg_step[k] = 1 if args[k].size == b.n else 0
+            b.grads[k] = NULL if grads[k] is None else _write_ptr(grads[k], is_double)
+        else:
+            b.args[k] = b.args[0]
+            b.arg_step[k] = 0
+            b.grads[k] = NULL
+    b.loss_out = NULL if loss_out is None else _write_ptr(loss_out, is_double)
+    b.grad_output = _read_ptr(grad_output, is_double)
+    b.grad_output_step = 1 if grad_output.size == b.n else 0
+    b.grad_scale = grad_scale
+    nblocks = block_count(b.n)
+    b.partials = <double*>malloc(nblocks * sizeof(double))
+    b.block_bad = <char*>malloc(nblocks * sizeof(char))
+    if b.partials == NULL or b.block_bad == NULL:
+        free(b.partials)
+        free(b.block_bad)
+        raise MemoryError()
+    try:
+        with nogil:
+            _dispatch(&op, &b, is_double, num_threads, min_parallel)
+        total = combine_partials(b.partials, nblocks)
+    finally:
+        free(b.partials)
+        free(b.block_bad)
+    return total, False
+
+
+# A compiled element function living here, so the tests exercise the plugin route (capsule, params,
+# every operand slot) without building a separate extension: params[0] * (x - y)^2 + params[1] * w.
+cdef double _selftest_element(const double* a, const double* p, double* d) noexcept nogil:
+    cdef double diff = a[0] - a[1]
+    d[0] = 2.0 * p[0] * diff
+    d[1] = -d[0]
+    d[2] = p[1]
+    return p[0] * diff * diff + p[1] * a[2]
+
+
+def _selftest_capsule():
+    return PyCapsule_New(<void*>_selftest_element, _PLUGIN_CAPSULE_NAME, NULL)

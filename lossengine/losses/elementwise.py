@@ -79,9 +79,8 @@ class ElementwiseLoss(Loss):
         grads += [None] * (len(operands) - len(grads))
         loss_out = np.empty(n, dtype) if want_value and self.reduction == "none" else None
 
-        total, outside = _elementwise.run(
-            self.kernel, self._kernel_options(), n, operands, grads, loss_out, upstream, grad_scale,
-            get_num_threads(), PARALLEL_MIN_ELEMENTS,
+        total, outside = self._run_kernel(
+            n, operands, grads, loss_out, upstream, grad_scale, get_num_threads(), PARALLEL_MIN_ELEMENTS,
         )
         if outside:
             raise ValueError(self.domain_error)
@@ -100,6 +99,11 @@ class ElementwiseLoss(Loss):
             g = _arrays.unbroadcast(grads[k].reshape(shape), effective[k].shape).reshape(given[k].shape)
             results.append(g.astype(_arrays.result_dtype(given[k], dtype), copy=False))
         return value, (results[0] if single else tuple(results))
+
+    def _run_kernel(self, *buffers):
+        """The compiled pass over the prepared buffers. The one seam for plugins: a
+        CompiledElementwiseLoss (lossengine/extending.py) runs its own element function here."""
+        return _elementwise.run(self.kernel, self._kernel_options(), *buffers)
 
     def _denominator(self, shape: tuple) -> int:
         """What the summed loss is divided by: 1 for 'sum'/'none', N for 'mean'."""

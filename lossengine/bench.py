@@ -1,0 +1,119 @@
+"""``lossengine bench``: forward_backward against the peers installed here, measured in one run.
+
+Peers are optional and imported only when this command runs: torch (forward + backward, the same
+functional name and default options), JAX (``jit(value_and_grad)`` where a formula is known). Each
+figure is the median of ``--repeat`` timed calls after a warm-up; ratios compare medians taken in
+the same run, because these machines are shared and noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits")
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: first-touch pages, JIT compilation, thread-pool start
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_inputs(loss_class: type, n: int, dtype) -> tuple:
+    """Inputs of about ``n`` elements in the loss's valid domain: its sample inputs tiled along axis 0."""
+    arrays = [np.asarray(a) for a in loss_class.sample_inputs(np.random.default_rng(0), dtype)]
+    first = arrays[0]
+    row_size = first.size // first.shape[0]
+    rows = max(1, -(-n // row_size))
+    return tuple(np.ascontiguousarray(np.resize(a, (rows,) + a.shape[1:])) if a.ndim else a for a in arrays)
+
+
+def _torch_peer(name: str, arrays: tuple) -> Callable[[], object] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    fn = getattr(torch.nn.functional, name, None)
+    if fn is None:
+        return None
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+
+    def run():
+        x = tensors[0].detach().requires_grad_(True)
+        value = fn(x, *tensors[1:])
+        value.backward()
+        return value, x.grad
+
+    return run
+
+
+def _jax_peer(name: str, arrays: tuple) -> Callable[[], object] | None:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    formulas = {
+        "mse_loss": lambda x, y: jnp.mean((x - y) ** 2),
+        "l1_loss": lambda x, y: jnp.mean(jnp.abs(x - y)),
+        "binary_cross_entropy_with_logits":
+            lambda x, y: jnp.mean((1 - y) * x - jax.nn.log_sigmoid(x)),
+    }
+    if name not in formulas:
+        return None
+    value_and_grad = jax.jit(jax.value_and_grad(formulas[name]))
+    device_arrays = [jnp.asarray(a) for a in arrays]
+
+    def run():
+        value, grad = value_and_grad(*device_arrays)
+        grad.block_until_ready()
+        return value, grad
+
+    return run
+
+
+def run_benchmarks(names, sizes, dtype, repeat) -> list[dict]:
+    from . import registry
+
+    rows = []
+    for name in names:
+        cls = registry.get(name)
+        loss = cls()
+        for n in sizes:
+            arrays = bench_inputs(cls, n, dtype)
+            reps = max(3, repeat if n <= 1_000_000 else repeat // 4)
+            row = {"loss": name, "n": n, "dtype": np.dtype(dtype).name,
+                   "lossengine": median_seconds(lambda: loss.forward_backward(*arrays), reps)}
+            for peer, make in (("torch", _torch_peer), ("jax", _jax_peer)):
+                fn = make(name, arrays)
+                if fn is not None:
+                    row[peer] = median_seconds(fn, reps)
+            rows.append(row)
+    return rows
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1e6:9.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
+
+
+def main(args: argparse.Namespace) -> int:
+    from ._threads import get_num_threads
+
+    names = args.names or list(DEFAULT_LOSSES)
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    dtype = np.dtype(args.dtype)
+    print(f"forward_backward medians, {dtype.name}, lossengine threads={get_num_threads()} "
+          f"(ratio = peer time / lossengine time; > 1 means lossengine is faster)")
+    for row in run_benchmarks(names, sizes, dtype, args.repeat):
+        peers = "".join(f"   {peer} {_fmt(row[peer])} ({row[peer] / row['lossengine']:.2f}x)"
+                        for peer in ("torch", "jax") if peer in row)
+        print(f"{row['loss']:34} n={row['n']:<10} lossengine {_fmt(row['lossengine'])}{peers}")
+    return 0

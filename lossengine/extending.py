@@ -1,0 +1,162 @@
+"""Base classes for loss plugins that are elementwise: the author writes the per-element math only.
+
+Two routes, one contract (``lossengine.Loss``: every reduction, ``grad_output``, ``wrt``, dtypes):
+
+``NumpyElementwiseLoss``
+    Pure Python. Write ``element_loss(*arrays)`` and ``element_partials(*arrays)`` with NumPy; the
+    base class does shapes, dtypes, reductions, grad_output and wrt, and never hands the author the
+    caller's arrays (it passes float64 copies), so an in-place slip cannot corrupt the caller's data.
+
+``CompiledElementwiseLoss``
+    Cython. Write one ``nogil`` element function against ``lossengine/elementwise_api.pxd`` and
+    point ``element_function`` at its capsule; the loss then runs in lossengine's own fused,
+    multithreaded, deterministic elementwise driver, exactly like a built-in.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import _arrays, _elementwise
+from .base import Loss
+from .losses.elementwise import _FORWARD_ONLY, ElementwiseLoss
+
+__all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include"]
+
+
+def get_include() -> str:
+    """The directory to put on a compiled plugin's Cython include path, so that
+    ``from lossengine.elementwise_api cimport ...`` finds lossengine's public .pxd files."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class NumpyElementwiseLoss(Loss):
+    """An elementwise loss written in NumPy: subclasses implement ``element_loss`` and
+    ``element_partials`` (and may override ``element_loss_and_partials`` to share work).
+
+    Every method receives the arguments as float64 arrays of one common shape (the input's; arguments
+    named in ``broadcast_arguments`` are broadcast to it, the others must match it). Set
+    ``working_dtype = None`` to receive the caller's dtype instead (float32 stays float32; the
+    validator will hold that path to float64 accuracy).
+    """
+
+    differentiable: ClassVar[tuple[str, ...]] = ("input",)
+    broadcast_arguments: ClassVar[tuple[str, ...]] = ()
+    working_dtype: ClassVar[Any] = np.float64
+
+    # -- what the author writes ----------------------------------------------------------------
+    def element_loss(self, *arrays: np.ndarray) -> np.ndarray:
+        """The loss of every element, an array of the arrays' common shape."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement element_loss()")
+
+    def element_partials(self, *arrays: np.ndarray) -> tuple:
+        """d loss / d argument at every element, one array per name in ``differentiable``, in that order."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement element_partials()")
+
+    def element_loss_and_partials(self, *arrays: np.ndarray) -> tuple:
+        """(element_loss, element_partials) for forward_backward; override to share intermediates."""
+        return self.element_loss(*arrays), self.element_partials(*arrays)
+
+    # -- the public contract -------------------------------------------------------------------
+    def forward(self, *arrays: Any):
+        return self._compute(arrays, True, _FORWARD_ONLY, 1.0)[0]
+
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        return self._compute(arrays, False, wrt, grad_output)[1]
+
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        return self._compute(arrays, True, wrt, grad_output)
+
+    @classmethod
+    def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
+        return tuple(rng.standard_normal((3, 5)).astype(dtype) for _ in cls.arguments)
+
+    # -- the driver ----------------------------------------------------------------------------
+    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
+        self._check_arity(arrays)
+        if wrt is _FORWARD_ONLY:
+            wrt_names, single = (), False
+        else:
+            wrt_names, single = self._resolve_wrt(wrt)
+        given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
+        dtype = _arrays.compute_dtype(given[0])
+        shape = given[0].shape
+        for name, arr in zip(self.arguments[1:], given[1:]):
+            if name not in self.broadcast_arguments:
+                _arrays.require_same_shape(name, arr, self.arguments[0], given[0])
+        work_dtype = dtype if self.working_dtype is None else np.dtype(self.working_dtype)
+        # Fresh, writable copies of one shape: the author may compute in place without touching
+        # the caller's arrays.
+        work = [self._working_copy(name, a, shape, work_dtype) for name, a in zip(self.arguments, given)]
+
+        if want_value and wrt_names:
+            per_element, partials = self.element_loss_and_partials(*work)
+        elif want_value:
+            per_element, partials = self.element_loss(*work), None
+        else:
+            per_element, partials = None, self.element_partials(*work)
+
+        n = math.prod(shape)
+        value = None
+        if want_value:
+            per_element = np.broadcast_to(np.asarray(per_element), shape)
+            if self.reduction == "none":
+                value = np.array(per_element, dtype=dtype)
+            elif self.reduction == "sum":
+                value = dtype.type(np.sum(per_element, dtype=np.float64))
+            else:
+                value = dtype.type(np.sum(per_element, dtype=np.float64) / n if n else math.nan)
+        if not wrt_names:
+            return value, None
+
+        partials = tuple(partials) if isinstance(partials, (tuple, list)) else (partials,)
+        if len(partials) != len(self.differentiable):
+            raise TypeError(f"{type(self).__name__}.element_partials returned {len(partials)} arrays for "
+                            f"differentiable={self.differentiable}")
+        scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, shape, np.dtype(np.float64))
+        if self.reduction == "mean":
+            scale = scale / n if n else scale
+        upstream = upstream.reshape(shape) if upstream.size == n and n != 1 else upstream.reshape(())
+        results = []
+        for name in wrt_names:
+            k = self.arguments.index(name)
+            partial = np.broadcast_to(np.asarray(partials[self.differentiable.index(name)], np.float64), shape)
+            g = _arrays.unbroadcast(partial * (scale * upstream), given[k].shape)
+            results.append(np.array(g, dtype=_arrays.result_dtype(given[k], dtype)).reshape(given[k].shape))
+        return value, (results[0] if single else tuple(results))
+
+
+    @staticmethod
+    def _working_copy(name: str, arr: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+        try:
+            view = np.broadcast_to(arr, shape)
+        except ValueError:
+            raise ValueError(f"{name} of shape {arr.shape} does not broadcast to the loss's shape {shape}") from None
+        return np.array(view, dtype=dtype)  # always a copy
+
+
+class CompiledElementwiseLoss(ElementwiseLoss):
+    """An elementwise loss whose per-element function is compiled in a plugin (see
+    lossengine/elementwise_api.pxd): it runs in the built-in driver, through ``ElementwiseLoss._compute``.
+
+    Class attributes: ``element_function``, the PyCapsule from the plugin's
+    ``element_fn_capsule(fn)``; plus ``name``, ``arguments``, ``differentiable`` and optionally
+    ``broadcast_arguments`` as for any ElementwiseLoss. Options reach the element function as
+    doubles through ``element_params()``; extra operand arrays (weights) through ``_extra_operands``.
+    """
+
+    element_function: ClassVar[Any] = None
+
+    def element_params(self) -> tuple:
+        """The doubles the element function receives as ``params``, in the order it reads them."""
+        return ()
+
+    def _run_kernel(self, n, operands, *rest):
+        if len(operands) > _elementwise.PLUGIN_MAX_OPERANDS:
+            raise ValueError(f"{type(self).__name__}: an element function takes at most "
+                             f"{_elementwise.PLUGIN_MAX_OPERANDS} operands, got {len(operands)}")
+        params = np.ascontiguousarray(self.element_params(), dtype=np.float64).reshape(-1)
+        return _elementwise.run_plugin(type(self).element_function, params, n, operands, *rest)

@@ -1,0 +1,210 @@
+"""Input handling shared by every loss: errors (type and message), dtypes, layouts, grad_output, wrt.
+
+Oracles are independent of the kernels: NumPy formulas, or the result on a canonical C-contiguous
+float64 copy of the same values.
+"""
+import numpy as np
+import pytest
+
+import lossengine as le
+
+RNG = np.random.default_rng(1234)
+X = RNG.standard_normal((6, 7))
+Y = RNG.standard_normal((6, 7))
+
+
+def mse_oracle(x, y):
+    return np.mean((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2)
+
+
+# -- type errors name the argument ---------------------------------------------------------------
+@pytest.mark.parametrize("bad, what", [
+    (np.arange(42).reshape(6, 7), "int64"),
+    (X.astype(np.complex128), "complex128"),
+    (np.full((6, 7), "a"), "<U1"),
+    (np.empty((6, 7), dtype=object), "object"),
+    (X > 0, "bool"),
+])
+@pytest.mark.parametrize("position", ["input", "target"])
+def test_non_float_argument_is_type_error_naming_it(bad, what, position):
+    args = (bad, Y) if position == "input" else (X, bad)
+    with pytest.raises(TypeError, match=rf"^{position} must be a floating-point array.*{what}"):
+        le.MSELoss()(*args)
+
+
+def test_ragged_list_is_type_error():
+    with pytest.raises(TypeError, match="^input must be a floating-point array"):
+        le.L1Loss()([[1.0, 2.0], [3.0]], [1.0, 2.0])
+
+
+def test_wrong_number_of_arrays_is_type_error():
+    with pytest.raises(TypeError, match=r"MSELoss takes 2 arrays \(input, target\), got 3"):
+        le.MSELoss()(X, Y, Y)
+    with pytest.raises(TypeError, match=r"GaussianNLLLoss takes 3 arrays \(input, target, var\), got 2"):
+        le.GaussianNLLLoss()(X, Y)
+
+
+# -- value errors --------------------------------------------------------------------------------
+def test_shape_mismatch_is_value_error_not_broadcast():
+    with pytest.raises(ValueError, match=r"target must have the same shape as input: got \(6, 1\) and \(6, 7\)"):
+        le.MSELoss()(X, Y[:, :1])
+
+
+def test_broadcasting_argument_must_not_enlarge_the_loss():
+    with pytest.raises(ValueError, match=r"target of shape \(2, 6, 7\) does not broadcast"):
+        le.KLDivLoss()(X, np.abs(np.stack([Y, Y])))
+
+
+@pytest.mark.parametrize("cls, kwargs, match", [
+    (le.MSELoss, {"reduction": "avg"}, r"reduction must be one of 'none', 'mean', 'sum'; got 'avg'"),
+    (le.KLDivLoss, {"reduction": "batchsum"}, r"'batchmean'; got 'batchsum'"),
+    (le.SmoothL1Loss, {"beta": -1.0}, r"beta must be >= 0, got -1.0"),
+    (le.HuberLoss, {"delta": 0.0}, r"delta must be > 0, got 0.0"),
+    (le.PoissonNLLLoss, {"eps": -1e-3}, r"eps must be >= 0"),
+])
+def test_bad_options_are_value_errors(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+def test_non_numeric_option_is_type_error():
+    with pytest.raises(TypeError, match="beta must be a real number, got str"):
+        le.SmoothL1Loss(beta="1")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bce_input_outside_unit_interval_is_value_error(threads):
+    x = np.full(100_000, 0.5)
+    x[77_777] = 1.5  # far into the array: found in whichever thread's block holds it
+    with le.threads(threads), pytest.raises(ValueError, match="all elements of input should be between 0 and 1"):
+        le.BCELoss()(x, np.zeros_like(x))
+    x[77_777] = np.nan
+    with le.threads(threads), pytest.raises(ValueError, match="between 0 and 1"):
+        le.BCELoss().backward(x, np.zeros_like(x))
+
+
+def test_gaussian_nll_negative_var_and_bad_var_shape():
+    with pytest.raises(ValueError, match="var has negative entry/entries"):
+        le.GaussianNLLLoss()(X, Y, -np.ones_like(X))
+    with pytest.raises(ValueError, match="var has negative entry/entries"):
+        le.GaussianNLLLoss()(X, Y, -1.0)
+    with pytest.raises(ValueError, match=r"var is of incorrect size: got \(6, 3\)"):
+        le.GaussianNLLLoss()(X, Y, np.ones((6, 3)))
+
+
+def test_grad_output_rules():
+    loss = le.MSELoss()
+    with pytest.raises(ValueError, match=r"grad_output must be a scalar for reduction='mean'.*shape \(6, 7\)"):
+        loss.backward(X, Y, grad_output=np.ones((6, 7)))
+    with pytest.raises(ValueError, match=r"grad_output of shape \(3,\) does not broadcast to the loss's shape \(6, 7\)"):
+        le.MSELoss(reduction="none").backward(X, Y, grad_output=np.ones(3))
+    with pytest.raises(TypeError, match="grad_output must be real-valued"):
+        loss.backward(X, Y, grad_output=1j)
+    # A broadcastable grad_output for 'none' is the same as its materialized form.
+    row = RNG.uniform(size=7)
+    none = le.MSELoss(reduction="none")
+    np.testing.assert_array_equal(none.backward(X, Y, grad_output=row),
+                                  none.backward(X, Y, grad_output=np.broadcast_to(row, X.shape).copy()))
+    np.testing.assert_allclose(none.backward(X, Y, grad_output=row), 2 * (X - Y) * row, rtol=1e-15)
+
+
+def test_wrt_rules():
+    loss = le.MSELoss()
+    with pytest.raises(ValueError, match=r"wrt: 'weight' is not an argument of MSELoss; its arguments are input, target"):
+        loss.backward(X, Y, wrt=("weight",))
+    with pytest.raises(ValueError, match=r"wrt: 'target' is not differentiable for SoftMarginLoss"):
+        le.SoftMarginLoss().backward(X, np.sign(Y), wrt="target")
+    with pytest.raises(ValueError, match="wrt must name at least one argument"):
+        loss.backward(X, Y, wrt=())
+    gx, gy = loss.backward(X, Y, wrt=("input", "target"))
+    gy_only = loss.backward(X, Y, wrt="target")
+    np.testing.assert_allclose(gx, 2 * (X - Y) / X.size, rtol=1e-15)
+    np.testing.assert_array_equal(gy, -gx)
+    np.testing.assert_array_equal(gy_only, gy)
+    gy2, gx2 = loss.backward(X, Y, wrt=["target", "input"])
+    np.testing.assert_array_equal(gx2, gx)
+    np.testing.assert_array_equal(gy2, gy)
+
+
+# -- dtypes --------------------------------------------------------------------------------------
+def test_result_dtypes_follow_the_input():
+    x32, y32 = X.astype(np.float32), Y.astype(np.float32)
+    value = le.MSELoss()(x32, y32)
+    assert isinstance(value, np.float32)
+    assert le.MSELoss(reduction="none")(x32, y32).dtype == np.float32
+    # Other float arguments are cast to the input's dtype; each gradient keeps its argument's dtype.
+    value, (gx, gy) = le.MSELoss().forward_backward(x32, Y, wrt=("input", "target"))
+    assert isinstance(value, np.float32) and gx.dtype == np.float32 and gy.dtype == np.float64
+    np.testing.assert_allclose(value, mse_oracle(x32, Y.astype(np.float32)), rtol=1e-6)
+    half = le.MSELoss()(X.astype(np.float16), Y.astype(np.float16))
+    assert isinstance(half, np.float32)
+
+
+def test_empty_inputs_follow_torch():
+    empty = np.empty((0, 3))
+    assert np.isnan(le.MSELoss()(empty, empty))
+    assert le.MSELoss(reduction="sum")(empty, empty) == 0.0
+    assert le.MSELoss(reduction="none")(empty, empty).shape == (0, 3)
+    assert le.MSELoss().backward(empty, empty).shape == (0, 3)
+
+
+def test_zero_dim_and_python_inputs():
+    assert le.MSELoss()(np.float64(3.0), 1.0) == 4.0
+    assert le.L1Loss()([1.0, -2.0], [0.0, 0.0]) == 1.5
+    g = le.MSELoss(reduction="sum").backward(3.0, 1.0)
+    assert g.shape == () and g == 4.0
+
+
+# -- layouts -------------------------------------------------------------------------------------
+def _layouts(a):
+    big = np.empty((a.shape[0] * 2, a.shape[1] * 3))
+    big[::2, ::3] = a
+    readonly = a.copy()
+    readonly.flags.writeable = False
+    return {
+        "fortran": np.asfortranarray(a),
+        "strided": big[::2, ::3],
+        "reversed": a[::-1, ::-1].copy()[::-1, ::-1],
+        "readonly": readonly,
+        "big_endian": a.astype(">f8"),
+        "big_endian_f32": a.astype(">f4"),
+        "list": a.tolist(),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_layouts(X)))
+@pytest.mark.parametrize("cls", [le.MSELoss, le.BCEWithLogitsLoss, le.GaussianNLLLoss])
+def test_every_layout_gives_the_canonical_result(layout, cls):
+    rng = np.random.default_rng(5)
+    canonical = [np.ascontiguousarray(a, np.float64) for a in cls.sample_inputs(rng, np.float64)]
+    dtype = np.float32 if layout == "big_endian_f32" else np.float64
+    given = [_layouts(a)[layout] for a in canonical]
+    before = [np.array(g, copy=True) for g in given]
+    loss = cls(reduction="none")
+    names = cls.differentiable
+    value, grads = loss.forward_backward(*given, wrt=names)
+    ref_value, ref_grads = loss.forward_backward(*[a.astype(dtype) for a in canonical], wrt=names)
+    np.testing.assert_array_equal(value, ref_value)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_array_equal(g, r)
+        assert g.dtype.isnative
+    for g, b in zip(given, before):
+        np.testing.assert_array_equal(np.asarray(g), b)  # never modified
+    if cls is le.MSELoss:
+        np.testing.assert_allclose(value, (canonical[0] - canonical[1]) ** 2, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+# -- numerical stability -------------------------------------------------------------------------
+def test_logit_losses_are_finite_at_extreme_logits():
+    x = np.array([1e4, -1e4, 800.0, -800.0])
+    y = np.array([0.0, 1.0, 0.0, 1.0])
+    value, (gx, gy) = le.BCEWithLogitsLoss(reduction="none", pos_weight=np.array([2.0])).forward_backward(
+        x, y, wrt=("input", "target"))
+    # Exact: log(1 + e^|x|) = |x| to double precision here; pos_weight 2 doubles the positive term.
+    np.testing.assert_allclose(value, [1e4, 2e4, 800.0, 1600.0], rtol=1e-15)
+    np.testing.assert_allclose(gx, [1.0, -2.0, 1.0, -2.0], rtol=1e-15)
+    assert np.all(np.isfinite(gy))
+    sm = le.SoftMarginLoss(reduction="none")
+    v, g = sm.forward_backward(np.array([1e4, -1e4]), np.array([-1.0, -1.0]))
+    np.testing.assert_allclose(v, [1e4, 0.0], atol=0, rtol=1e-15)
+    np.testing.assert_allclose(g, [1.0, 0.0], atol=1e-300)

@@ -1,0 +1,27 @@
+"""The README's example runs and does what it says."""
+import re
+from pathlib import Path
+
+import numpy as np
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_logistic_regression_example_trains():
+    example = next(b for b in _python_blocks() if "logistic" in b.lower() or "forward_backward(logits" in b)
+    namespace = {}
+    exec(compile(example, "README example", "exec"), namespace)
+    # The example's own claim, checked against an independent NumPy computation of the same loss.
+    logits = namespace["X"] @ namespace["w"] + namespace["b"]
+    y = namespace["y"]
+    numpy_loss = np.mean(np.logaddexp(0, logits) - y * logits)
+    assert namespace["accuracy"] > 0.95
+    assert abs(float(namespace["loss"]) - numpy_loss) < 0.01  # loss is from the last step, before the update
+    claimed = re.search(r"# loss ([0-9.]+), accuracy ([0-9.]+)", example)
+    assert claimed, "the example states its output"
+    assert abs(float(claimed.group(2)) - namespace["accuracy"]) < 1e-9
+    assert abs(float(claimed.group(1)) - float(namespace["loss"])) < 5e-5
