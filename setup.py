@@ -3,10 +3,10 @@
 OpenMP is probed, not assumed: if the compiler cannot build and link a tiny
 OpenMP program, the kernels are built serial and the build says so loudly
 (``lossengine info`` reports it too, from the compiled module itself).
-Set LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
+Source builds use -march=native unless LOSSENGINE_PORTABLE=1, and glibc's libmvec vector math when
+the probe finds it. Set LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
 """
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,35 +18,56 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 OPENMP_FLAGS = ["-fopenmp"]
-OPTIMIZE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+# No -ffast-math: NaN/inf semantics and summation order are part of the contract. FMA contraction is
+# off so every build rounds the same way.
+OPTIMIZE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
 
-def openmp_works() -> bool:
-    """Compile and link a small OpenMP program with the compiler Python builds with."""
+def compiles(src: str, flags: list, libs: tuple = ()) -> bool:
+    """Compile and link ``src`` with the compiler Python builds with."""
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    src = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nreturn n>0?0:1;}\n"
     with tempfile.TemporaryDirectory() as tmp:
         c_file = Path(tmp, "probe.c")
         c_file.write_text(src)
-        cmd = cc.split() + OPENMP_FLAGS + [str(c_file), "-o", str(Path(tmp, "probe"))]
+        cmd = cc.split() + flags + [str(c_file), "-o", str(Path(tmp, "probe"))] + list(libs)
         try:
             return subprocess.run(cmd, capture_output=True).returncode == 0
         except OSError:
             return False
 
 
+OPENMP_PROBE = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nreturn n>0?0:1;}\n"
+# A loop GCC can only vectorize by calling libmvec's vector exp: proves the declaration, the
+# vectorizer and the library all work together here.
+LIBMVEC_PROBE = """#include <math.h>
+__attribute__((__simd__("notinbranch"))) double exp(double);
+double x[1024], y[1024];
+int main(void){ for (int i = 0; i < 1024; i++) y[i] = exp(x[i]); return (int)y[3]; }
+"""
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
-        use_openmp = openmp_works()
-        if not use_openmp:
+        flags = list(OPTIMIZE_FLAGS)
+        link = []
+        use_openmp = compiles(OPENMP_PROBE, OPENMP_FLAGS)
+        if use_openmp:
+            flags += OPENMP_FLAGS
+            link += OPENMP_FLAGS
+        else:
             banner = "!" * 72
             print(f"\n{banner}\nlossengine: the compiler cannot build OpenMP code; building SERIAL kernels.\n"
                   f"Every loss still works, single-threaded. `lossengine info` will say OpenMP: off.\n{banner}\n",
                   file=sys.stderr)
+        # Source builds target the building CPU (AVX2/AVX-512 vector math) unless asked not to.
+        if os.environ.get("LOSSENGINE_PORTABLE") != "1" and compiles("int main(void){return 0;}", ["-march=native"]):
+            flags.append("-march=native")
+        if compiles(LIBMVEC_PROBE, flags, ("-lmvec", "-lm")):
+            flags.append("-DLE_USE_LIBMVEC")
+            link += ["-lmvec"]
         for ext in self.extensions:
-            flags = OPTIMIZE_FLAGS + (OPENMP_FLAGS if use_openmp else [])
             ext.extra_compile_args = flags
-            ext.extra_link_args = OPENMP_FLAGS if use_openmp else []
+            ext.extra_link_args = link
             # The module reports its own flags (`lossengine info`), so a serial build cannot hide.
             ext.define_macros.append(("LE_COMPILE_FLAGS", '"' + " ".join(flags) + '"'))
         super().build_extensions()
