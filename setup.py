@@ -74,11 +74,13 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    import numpy
     from Cython.Build import cythonize
 
     only = {s for s in os.environ.get("LOSSENGINE_BUILD_ONLY", "").split(",") if s}
     exts = [
-        Extension(f"lossengine._{pyx.stem}", [str(pyx.relative_to(HERE))])
+        Extension(f"lossengine._{pyx.stem}", [str(pyx.relative_to(HERE))], include_dirs=[numpy.get_include()],
+                  define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
         for pyx in sorted((HERE / "pyx").glob("*.pyx"))
         if not only or pyx.stem in only
     ]

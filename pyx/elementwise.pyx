@@ -39,6 +39,9 @@ of the computation dtype, each either full length (step 1) or a single broadcast
 from libc.math cimport exp, log, log1p, fabs, NAN, M_PI
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange
+cimport numpy as cnp
+
+cnp.import_array()
 
 from _common cimport floating_t, REDUCTION_BLOCK, block_count, combine_partials
 
@@ -101,8 +104,13 @@ cdef struct HingeEmbeddingOp:
     double margin
 
 ctypedef double (*element_fn)(const double* args, const double* params, double* partials) noexcept nogil
+# fn over a whole chunk of local arrays (args[k][j] in, values[j] and partials[k][j] out), compiled by
+# the plugin with fn inlined so it vectorizes like a built-in; NULL: fn is called per element.
+ctypedef void (*chunk_fn)(Py_ssize_t m, const double* const* args, const double* params, double* values,
+                          double* const* partials) noexcept nogil
 cdef struct PluginOp:
     element_fn fn
+    chunk_fn chunk
     const double* params
 
 ctypedef fused ElementwiseOp:
@@ -311,14 +319,26 @@ cdef inline double value_and_partials(const ElementwiseOp* op, const double* a, 
         return op.fn(a, op.params, d)
 
 
-cdef inline bint outside_domain(const ElementwiseOp* op, const double* a) noexcept nogil:
-    """Inputs torch rejects with an error. Checked in-kernel: no extra pass over the data."""
-    if ElementwiseOp is BCEOp:
-        return not (a[0] >= 0.0 and a[0] <= 1.0)
-    elif ElementwiseOp is GaussianNLLOp:
-        return a[2] < 0.0
+cdef inline int operand_count(const ElementwiseOp* op) noexcept nogil:
+    """How many operands the loss reads: a compile-time constant for built-ins, so the driver's
+    loads and stores of unused slots fold away."""
+    if ElementwiseOp is BCEOp or ElementwiseOp is GaussianNLLOp:
+        return 3
+    elif ElementwiseOp is BCEWithLogitsOp or ElementwiseOp is PluginOp:
+        return MAX_ARGS
     else:
-        return False
+        return 2
+
+
+cdef inline int outside_domain(const ElementwiseOp* op, const double* a) noexcept nogil:
+    """Inputs torch rejects with an error, as a bitmask (bit k: operand k). Checked in-kernel: no
+    extra pass over the data."""
+    if ElementwiseOp is BCEOp:
+        return (not (a[0] >= 0.0 and a[0] <= 1.0)) | ((not (a[1] >= 0.0 and a[1] <= 1.0)) << 1)
+    elif ElementwiseOp is GaussianNLLOp:
+        return (a[2] < 0.0) << 2
+    else:
+        return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +354,7 @@ cdef struct Buffers:
     Py_ssize_t grad_output_step
     double grad_scale                   # 1 for 'none', grad_output for 'sum', grad_output / N for 'mean'
     double* partials                    # one sum per block
-    char* block_bad                     # per block: an element lay outside the loss's domain
+    char* block_bad                     # per block: bitmask of operands with an element outside the domain
 
 
 cdef enum:
@@ -387,29 +407,41 @@ cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t bloc
     cdef floating_t* loss_out = <floating_t*>b.loss_out
     cdef const floating_t* upstream = <const floating_t*>b.grad_output
     cdef Py_ssize_t block_end = min((block + 1) * REDUCTION_BLOCK, b.n)
-    cdef Py_ssize_t start, m, j
+    cdef Py_ssize_t start, m, mm, j
     cdef double total = 0.0
-    cdef bint bad = False
+    cdef int bad = 0
+    cdef int nops = operand_count(op)
+    a[2] = a[3] = 0.0
     d[0] = d[1] = d[2] = d[3] = 0.0    # losses with fewer arguments leave the rest untouched
     start = block * REDUCTION_BLOCK
     while start < block_end:
         m = min(CHUNK, block_end - start)
         _load(<const floating_t*>b.args[0], b.arg_step[0], start, m, a0)
         _load(<const floating_t*>b.args[1], b.arg_step[1], start, m, a1)
-        _load(<const floating_t*>b.args[2], b.arg_step[2], start, m, a2)
-        _load(<const floating_t*>b.args[3], b.arg_step[3], start, m, a3)
+        if nops > 2:
+            _load(<const floating_t*>b.args[2], b.arg_step[2], start, m, a2)
+        if nops > 3:
+            _load(<const floating_t*>b.args[3], b.arg_step[3], start, m, a3)
         # The math loop: local arrays in, local arrays out, the loss's function inlined.
-        for j in range(m):
+        mm = m
+        if has_chunk_fn(op):        # a plugin's compiled chunk function is the whole math loop
+            call_chunk_fn(op, m, a0, a1, a2, a3, values, d0, d1, d2, d3)
+            mm = 0
+        for j in range(mm):
             a[0] = a0[j]
             a[1] = a1[j]
-            a[2] = a2[j]
-            a[3] = a3[j]
+            if nops > 2:
+                a[2] = a2[j]
+            if nops > 3:
+                a[3] = a3[j]
             bad = bad | outside_domain(op, a)
             values[j] = value_and_partials(op, a, d)
             d0[j] = d[0]
             d1[j] = d[1]
-            d2[j] = d[2]
-            d3[j] = d[3]
+            if nops > 2:
+                d2[j] = d[2]
+            if nops > 3:
+                d3[j] = d[3]
         for j in range(m):     # in index order: the block's sum must not depend on vector width
             total += values[j]
         if loss_out != NULL:
@@ -417,8 +449,10 @@ cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t bloc
                 loss_out[start + j] = <floating_t>values[j]
         _store_grad(<floating_t*>b.grads[0], d0, upstream, b.grad_output_step, b.grad_scale, start, m)
         _store_grad(<floating_t*>b.grads[1], d1, upstream, b.grad_output_step, b.grad_scale, start, m)
-        _store_grad(<floating_t*>b.grads[2], d2, upstream, b.grad_output_step, b.grad_scale, start, m)
-        _store_grad(<floating_t*>b.grads[3], d3, upstream, b.grad_output_step, b.grad_scale, start, m)
+        if nops > 2:
+            _store_grad(<floating_t*>b.grads[2], d2, upstream, b.grad_output_step, b.grad_scale, start, m)
+        if nops > 3:
+            _store_grad(<floating_t*>b.grads[3], d3, upstream, b.grad_output_step, b.grad_scale, start, m)
         start += m
     b.partials[block] = total
     b.block_bad[block] = bad
@@ -427,8 +461,12 @@ cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t bloc
 cdef void _run_blocks(const ElementwiseOp* op, Buffers* b, floating_t dtype_tag,
                       int num_threads, Py_ssize_t min_parallel) noexcept nogil:
     cdef Py_ssize_t block, nblocks = block_count(b.n)
-    for block in prange(nblocks, schedule="static", num_threads=num_threads,
-                        use_threads_if=b.n >= min_parallel):
+    if num_threads == 1 or b.n < min_parallel:
+        # Small inputs skip the OpenMP runtime altogether: waking a team costs more than the work.
+        for block in range(nblocks):
+            _run_block(op, b, block, dtype_tag)
+        return
+    for block in prange(nblocks, schedule="static", num_threads=num_threads):
         _run_block(op, b, block, dtype_tag)
 
 
@@ -444,24 +482,27 @@ cdef int _dispatch(const ElementwiseOp* op, Buffers* b, bint is_double, int num_
 # ---------------------------------------------------------------------------------------------
 # Python entry point.
 # ---------------------------------------------------------------------------------------------
-cdef const void* _read_ptr(object arr, bint is_double) except NULL:
-    cdef const double[::1] f64
-    cdef const float[::1] f32
-    if is_double:
-        f64 = arr.reshape(-1)
-        return &f64[0]
-    f32 = arr.reshape(-1)
-    return &f32[0]
+cdef void* _data(object arr, bint is_double, bint writable) except NULL:
+    """An operand's data pointer. lossengine/_arrays.py already made it C-contiguous, native and of
+    the computation dtype; checking that again costs a few flag tests, trusting it would cost a crash."""
+    if not cnp.PyArray_Check(arr):
+        raise TypeError(f"elementwise kernel: expected an ndarray, got {type(arr).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if (cnp.PyArray_TYPE(a) != (cnp.NPY_DOUBLE if is_double else cnp.NPY_FLOAT)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)
+            or not cnp.PyArray_ISALIGNED(a) or (writable and not cnp.PyArray_ISWRITEABLE(a))):
+        raise ValueError(f"elementwise kernel: operand must be a C-contiguous, aligned, native "
+                         f"{'float64' if is_double else 'float32'} array{' (writable)' if writable else ''}; "
+                         f"got {a.dtype} with flags {a.flags}")
+    return cnp.PyArray_DATA(a)
 
 
-cdef void* _write_ptr(object arr, bint is_double) except NULL:
-    cdef double[::1] f64
-    cdef float[::1] f32
-    if is_double:
-        f64 = arr.reshape(-1)
-        return &f64[0]
-    f32 = arr.reshape(-1)
-    return &f32[0]
+cdef inline const void* _read_ptr(object arr, bint is_double) except NULL:
+    return _data(arr, is_double, False)
+
+
+cdef inline void* _write_ptr(object arr, bint is_double) except NULL:
+    return _data(arr, is_double, True)
 
 
 LOSS_KINDS = ("l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
@@ -471,7 +512,8 @@ LOSS_KINDS = ("l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss", "binary_cro
 
 def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, grad_output,
         double grad_scale, int num_threads, Py_ssize_t min_parallel):
-    """One fused pass over n elements. Returns (sum of element losses, domain_error: bool).
+    """One fused pass over n elements. Returns (sum of element losses, domain bitmask: int), bit k
+    set when an element of operand k lies outside the domain torch accepts.
 
     args: up to 4 arrays of one dtype (float32/float64), each of n elements or of 1 (broadcast).
     grads: one output array (n elements) or None per argument. loss_out: n-element output or None.
@@ -558,11 +600,9 @@ def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, g
             with nogil: _dispatch(&hinge_op, &b, is_double, num_threads, min_parallel)
         else:
             raise ValueError(f"unknown elementwise loss kind {kind!r}")
-        domain_error = False
+        domain_error = 0
         for k in range(nblocks):
-            if b.block_bad[k]:
-                domain_error = True
-                break
+            domain_error |= b.block_bad[k]
         total = combine_partials(b.partials, nblocks)
     finally:
         free(b.partials)
@@ -588,45 +628,70 @@ def compile_flags():
 # =============================================================================================
 # Compiled plugins: a separately built module's per-element function through the same driver.
 #
-# The plugin builds against lossengine/elementwise_api.pxd, whose ``element_fn`` is the ``element_fn``
-# above and whose capsule name is PLUGIN_CAPSULE_NAME below (tests/test_plugins.py holds the two
-# files to that). The function reaches ``_dispatch`` as a ``PluginOp``, so a plugin gets the very
-# blocks, threads, reductions and grad_output handling of a built-in; the only difference is one
-# indirect call per element instead of inlined code.
+# The plugin builds against lossengine/elementwise_api.pxd, whose ``element_fn`` and ``chunk_fn`` are
+# the typedefs above and whose capsule names are the two below (tests/test_plugins.py holds the two
+# files to that). The functions reach ``_dispatch`` as a ``PluginOp``, so a plugin gets the very
+# blocks, chunks, threads, reductions and grad_output handling of a built-in. With only an element
+# function the math stage makes one indirect call per element (no vectorization); with a chunk
+# function (the pxd's for_each_element over the plugin's inline element function) the plugin's own
+# compiler vectorizes the math stage exactly as for a built-in.
 # =============================================================================================
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_GetName, PyCapsule_New
 
 PLUGIN_CAPSULE_NAME = "lossengine.elementwise_api.element_fn.v1"
+PLUGIN_CHUNK_CAPSULE_NAME = "lossengine.elementwise_api.chunk_fn.v1"
 PLUGIN_MAX_OPERANDS = MAX_ARGS
 cdef bytes _PLUGIN_CAPSULE_NAME = PLUGIN_CAPSULE_NAME.encode()
+cdef bytes _PLUGIN_CHUNK_CAPSULE_NAME = PLUGIN_CHUNK_CAPSULE_NAME.encode()
 
 
-cdef element_fn _plugin_fn(object capsule) except NULL:
-    if not PyCapsule_IsValid(capsule, _PLUGIN_CAPSULE_NAME):
+cdef inline bint has_chunk_fn(const ElementwiseOp* op) noexcept nogil:
+    if ElementwiseOp is PluginOp:
+        return op.chunk != NULL
+    else:
+        return False
+
+
+cdef inline void call_chunk_fn(const ElementwiseOp* op, Py_ssize_t m, const double* a0, const double* a1,
+                               const double* a2, const double* a3, double* values, double* d0, double* d1,
+                               double* d2, double* d3) noexcept nogil:
+    cdef const double* args[MAX_ARGS]
+    cdef double* partials[MAX_ARGS]
+    if ElementwiseOp is PluginOp:
+        args[0], args[1], args[2], args[3] = a0, a1, a2, a3
+        partials[0], partials[1], partials[2], partials[3] = d0, d1, d2, d3
+        op.chunk(m, args, op.params, values, partials)
+
+
+cdef void* _capsule_pointer(object capsule, bytes name, str what) except NULL:
+    if not PyCapsule_IsValid(capsule, name):
         found = None
         if type(capsule).__name__ == "PyCapsule":
-            name = PyCapsule_GetName(capsule)
-            found = None if name == NULL else (<bytes>name).decode(errors="replace")
+            cname = PyCapsule_GetName(capsule)
+            found = None if cname == NULL else (<bytes>cname).decode(errors="replace")
         raise TypeError(
-            f"element_function must be a PyCapsule named {PLUGIN_CAPSULE_NAME!r}, made by "
-            f"lossengine.elementwise_api's element_fn_capsule(); got "
+            f"{what} must be a PyCapsule named {name.decode()!r}, made by lossengine.elementwise_api; got "
             + (f"a capsule named {found!r} (built against another lossengine?)" if found is not None
                else repr(type(capsule).__name__))
         )
-    return <element_fn>PyCapsule_GetPointer(capsule, _PLUGIN_CAPSULE_NAME)
+    return PyCapsule_GetPointer(capsule, name)
 
 
-def run_plugin(object element_function, const double[::1] params, Py_ssize_t n, list args, list grads,
-               loss_out, grad_output, double grad_scale, int num_threads, Py_ssize_t min_parallel):
-    """``run`` for a plugin's element function: the same arguments, with the PyCapsule holding the
-    function and its float64 parameters in place of (kind, options). Returns (sum of losses, False)."""
+def run_plugin(object element_function, object chunk_function, const double[::1] params, Py_ssize_t n,
+               list args, list grads, loss_out, grad_output, double grad_scale, int num_threads,
+               Py_ssize_t min_parallel):
+    """``run`` for a plugin: the same arguments, with the plugin's capsules (element function, and
+    chunk function or None) and its float64 parameters in place of (kind, options).
+    Returns (sum of element losses, False)."""
     cdef Buffers b
     cdef PluginOp op
     cdef Py_ssize_t k, nblocks
     cdef bint is_double
     cdef double total
 
-    op.fn = _plugin_fn(element_function)
+    op.fn = <element_fn>_capsule_pointer(element_function, _PLUGIN_CAPSULE_NAME, "element_function")
+    op.chunk = NULL if chunk_function is None else <chunk_fn>_capsule_pointer(
+        chunk_function, _PLUGIN_CHUNK_CAPSULE_NAME, "chunk_function")
     op.params = &params[0] if params.shape[0] > 0 else NULL
     b.n = n
     if b.n == 0:
@@ -640,15 +705,15 @@ def run_plugin(object element_function, const double[::1] params, Py_ssize_t n, 
             raise ValueError(f"elementwise plugin kernel: operand of {a.size} elements for a loss of {n}")
     for k in range(MAX_ARGS):
         if k < len(args):
-            b.args[k] = _read_ptr(args[k], is_double)
+            b.args[k] = _data(args[k], is_double, False)
             b.arg_step[k] = 1 if args[k].size == b.n else 0
-            b.grads[k] = NULL if grads[k] is None else _write_ptr(grads[k], is_double)
+            b.grads[k] = NULL if grads[k] is None else _data(grads[k], is_double, True)
         else:
             b.args[k] = b.args[0]
             b.arg_step[k] = 0
             b.grads[k] = NULL
-    b.loss_out = NULL if loss_out is None else _write_ptr(loss_out, is_double)
-    b.grad_output = _read_ptr(grad_output, is_double)
+    b.loss_out = NULL if loss_out is None else _data(loss_out, is_double, True)
+    b.grad_output = _data(grad_output, is_double, False)
     b.grad_output_step = 1 if grad_output.size == b.n else 0
     b.grad_scale = grad_scale
     nblocks = block_count(b.n)
@@ -668,9 +733,9 @@ def run_plugin(object element_function, const double[::1] params, Py_ssize_t n, 
     return total, False
 
 
-# A compiled element function living here, so the tests exercise the plugin route (capsule, params,
-# every operand slot) without building a separate extension: params[0] * (x - y)^2 + params[1] * w.
-cdef double _selftest_element(const double* a, const double* p, double* d) noexcept nogil:
+# A compiled element function living here, so the tests exercise the plugin route (capsules, params,
+# every operand slot) without building a separate extension: params[0] (x - y)^2 + params[1] w.
+cdef inline double _selftest_element(const double* a, const double* p, double* d) noexcept nogil:
     cdef double diff = a[0] - a[1]
     d[0] = 2.0 * p[0] * diff
     d[1] = -d[0]
@@ -678,5 +743,18 @@ cdef double _selftest_element(const double* a, const double* p, double* d) noexc
     return p[0] * diff * diff + p[1] * a[2]
 
 
-def _selftest_capsule():
-    return PyCapsule_New(<void*>_selftest_element, _PLUGIN_CAPSULE_NAME, NULL)
+cdef void _selftest_chunk(Py_ssize_t m, const double* const* a, const double* p, double* v,
+                          double* const* d) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double e[MAX_ARGS]
+    cdef double g[MAX_ARGS]
+    for j in range(m):
+        e[0], e[1], e[2] = a[0][j], a[1][j], a[2][j]
+        v[j] = _selftest_element(e, p, g)
+        d[0][j], d[1][j], d[2][j] = g[0], g[1], g[2]
+
+
+def _selftest_capsules():
+    """(element capsule, chunk capsule) of the self-test loss."""
+    return (PyCapsule_New(<void*>_selftest_element, _PLUGIN_CAPSULE_NAME, NULL),
+            PyCapsule_New(<void*>_selftest_chunk, _PLUGIN_CHUNK_CAPSULE_NAME, NULL))

@@ -26,8 +26,8 @@ class ElementwiseLoss(Loss):
     # Arguments after the first that may broadcast to the input's shape (torch broadcasts them
     # silently); the others must match the input's shape exactly.
     broadcast_arguments: ClassVar[tuple[str, ...]] = ()
-    # ValueError message when an element lies outside the domain torch accepts.
-    domain_error: ClassVar[str] = ""
+    # ValueError message per operand index when an element lies outside the domain torch accepts.
+    domain_errors: ClassVar[dict[int, str]] = {}
 
     # -- per-class hooks -----------------------------------------------------------------------
     def _kernel_options(self) -> dict:
@@ -83,7 +83,7 @@ class ElementwiseLoss(Loss):
             n, operands, grads, loss_out, upstream, grad_scale, get_num_threads(), PARALLEL_MIN_ELEMENTS,
         )
         if outside:
-            raise ValueError(self.domain_error)
+            raise ValueError(self.domain_errors[min(k for k in self.domain_errors if outside >> k & 1)])
 
         value = None
         if want_value:
@@ -184,7 +184,8 @@ class _WeightedLoss(ElementwiseLoss):
 class BCELoss(_WeightedLoss):
     """-w (y log x + (1 - y) log(1 - x)), logs clamped at -100 as in torch."""
     name = "binary_cross_entropy"
-    domain_error = "all elements of input should be between 0 and 1"
+    domain_errors = {0: "all elements of input should be between 0 and 1",
+                     1: "all elements of target should be between 0 and 1"}
 
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -303,7 +304,7 @@ class GaussianNLLLoss(ElementwiseLoss):
     arguments = ("input", "target", "var")
     differentiable = ("input", "target", "var")
     broadcast_arguments = ("target", "var")
-    domain_error = "var has negative entry/entries"
+    domain_errors = {2: "var has negative entry/entries"}
 
     def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> None:
         super().__init__(reduction)
