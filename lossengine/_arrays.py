@@ -30,9 +30,22 @@ def float_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+FLOAT32 = np.dtype(np.float32)
+FLOAT64 = np.dtype(np.float64)
+# A read-only one per dtype: the upstream-gradient operand of every reduced loss.
+_ONE = {FLOAT32: np.ones(1, FLOAT32), FLOAT64: np.ones(1, FLOAT64)}
+for _one in _ONE.values():
+    _one.flags.writeable = False
+
+
 def compute_dtype(first: np.ndarray) -> np.dtype:
     """The dtype a loss is computed in: the first float argument's, float16 widened to float32."""
-    return np.dtype(np.float64) if first.dtype.itemsize >= 8 else np.dtype(np.float32)
+    return FLOAT64 if first.dtype.itemsize >= 8 else FLOAT32
+
+
+def one(dtype: np.dtype) -> np.ndarray:
+    """A read-only 1-element array holding 1 (a broadcast operand)."""
+    return _ONE[dtype]
 
 
 def index_array(name: str, value: Any) -> np.ndarray:
@@ -52,14 +65,16 @@ def contiguous(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def operand(name: str, arr: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A kernel operand for a loss of ``shape``: full length, or one element that broadcasts."""
+    """A kernel operand for a loss of ``shape``: C-contiguous with the loss's size (any shape: the
+    kernel reads it flat), or one element that broadcasts."""
     if arr.shape == shape:
-        return contiguous(arr, dtype).reshape(-1)
-    if arr.size == 1 and np.prod(shape, dtype=np.int64) != 1:
-        _require_broadcastable(name, arr.shape, shape)
-        return contiguous(arr, dtype).reshape(1)
+        if arr.dtype == dtype and arr.flags.c_contiguous and arr.dtype.isnative:
+            return arr
+        return np.ascontiguousarray(arr, dtype=dtype)
     _require_broadcastable(name, arr.shape, shape)
-    return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=dtype).reshape(-1)
+    if arr.size == 1:
+        return np.ascontiguousarray(arr, dtype=dtype).reshape(1)
+    return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=dtype)
 
 
 def _require_broadcastable(name: str, shape: tuple, to: tuple) -> None:
@@ -91,21 +106,21 @@ def grad_output_operand(grad_output: Any, reduction: str, loss_shape: tuple,
 
     Reduced losses take a scalar. 'none' takes a scalar or an array broadcastable to the loss's shape.
     """
+    if type(grad_output) is float or type(grad_output) is int:
+        return float(grad_output), _ONE[dtype]
     try:
         go = np.asarray(grad_output)
     except (ValueError, TypeError) as exc:
         raise TypeError(f"grad_output must be a real number or array: {exc}") from None
     if go.dtype.kind not in "fiub":
         raise TypeError(f"grad_output must be real-valued, got dtype {go.dtype}")
-    if reduction != "none":
-        if go.ndim != 0:
-            raise ValueError(
-                f"grad_output must be a scalar for reduction={reduction!r} (the loss is a scalar); "
-                f"got an array of shape {go.shape}"
-            )
-        return float(go), np.ones(1, dtype=dtype)
     if go.ndim == 0:
-        return float(go), np.ones(1, dtype=dtype)
+        return float(go), _ONE[dtype]
+    if reduction != "none":
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction!r} (the loss is a scalar); "
+            f"got an array of shape {go.shape}"
+        )
     return 1.0, operand("grad_output", go, loss_shape, dtype)
 
 

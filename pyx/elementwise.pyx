@@ -319,6 +319,24 @@ cdef inline double value_and_partials(const ElementwiseOp* op, const double* a, 
         return op.fn(a, op.params, d)
 
 
+cdef inline int _first_outside_domain(const ElementwiseOp* op, const double* a0, const double* a1,
+                                      const double* a2, const double* a3, Py_ssize_t m) noexcept nogil:
+    """The domain bitmask of a chunk's first offending element (torch reports the first element in
+    order, checking input before target). Runs only on the error path."""
+    cdef double a[MAX_ARGS]
+    cdef Py_ssize_t j
+    cdef int code
+    for j in range(m):
+        a[0] = a0[j]
+        a[1] = a1[j]
+        a[2] = a2[j]
+        a[3] = a3[j]
+        code = outside_domain(op, a)
+        if code:
+            return code
+    return 0
+
+
 cdef inline int operand_count(const ElementwiseOp* op) noexcept nogil:
     """How many operands the loss reads: a compile-time constant for built-ins, so the driver's
     loads and stores of unused slots fold away."""
@@ -354,7 +372,7 @@ cdef struct Buffers:
     Py_ssize_t grad_output_step
     double grad_scale                   # 1 for 'none', grad_output for 'sum', grad_output / N for 'mean'
     double* partials                    # one sum per block
-    char* block_bad                     # per block: bitmask of operands with an element outside the domain
+    char* block_bad                     # per block: domain bitmask of its first element outside the domain
 
 
 cdef enum:
@@ -409,7 +427,7 @@ cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t bloc
     cdef Py_ssize_t block_end = min((block + 1) * REDUCTION_BLOCK, b.n)
     cdef Py_ssize_t start, m, mm, j
     cdef double total = 0.0
-    cdef int bad = 0
+    cdef int bad = 0, first_bad = 0
     cdef int nops = operand_count(op)
     a[2] = a[3] = 0.0
     d[0] = d[1] = d[2] = d[3] = 0.0    # losses with fewer arguments leave the rest untouched
@@ -442,6 +460,8 @@ cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t bloc
                 d2[j] = d[2]
             if nops > 3:
                 d3[j] = d[3]
+        if bad and not first_bad:
+            first_bad = _first_outside_domain(op, a0, a1, a2, a3, m)
         for j in range(m):     # in index order: the block's sum must not depend on vector width
             total += values[j]
         if loss_out != NULL:
@@ -455,7 +475,7 @@ cdef inline void _run_block(const ElementwiseOp* op, Buffers* b, Py_ssize_t bloc
             _store_grad(<floating_t*>b.grads[3], d3, upstream, b.grad_output_step, b.grad_scale, start, m)
         start += m
     b.partials[block] = total
-    b.block_bad[block] = bad
+    b.block_bad[block] = first_bad
 
 
 cdef void _run_blocks(const ElementwiseOp* op, Buffers* b, floating_t dtype_tag,
@@ -512,8 +532,8 @@ LOSS_KINDS = ("l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss", "binary_cro
 
 def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, grad_output,
         double grad_scale, int num_threads, Py_ssize_t min_parallel):
-    """One fused pass over n elements. Returns (sum of element losses, domain bitmask: int), bit k
-    set when an element of operand k lies outside the domain torch accepts.
+    """One fused pass over n elements. Returns (sum of element losses, domain bitmask: int): 0, or
+    the bitmask of the first element outside the domain torch accepts (bit k: operand k).
 
     args: up to 4 arrays of one dtype (float32/float64), each of n elements or of 1 (broadcast).
     grads: one output array (n elements) or None per argument. loss_out: n-element output or None.
@@ -602,7 +622,9 @@ def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, g
             raise ValueError(f"unknown elementwise loss kind {kind!r}")
         domain_error = 0
         for k in range(nblocks):
-            domain_error |= b.block_bad[k]
+            if b.block_bad[k]:
+                domain_error = b.block_bad[k]
+                break
         total = combine_partials(b.partials, nblocks)
     finally:
         free(b.partials)

@@ -72,12 +72,12 @@ class ElementwiseLoss(Loss):
         if wrt_names:
             scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, shape, dtype)
         else:
-            scale, upstream = 1.0, np.ones(1, dtype=dtype)
+            scale, upstream = 1.0, _arrays.one(dtype)
         denominator = self._denominator(shape)
         grad_scale = scale / denominator if denominator else scale
-        grads = [np.empty(n, dtype) if name in wrt_names else None for name in self.arguments]
+        grads = [np.empty(shape, dtype) if name in wrt_names else None for name in self.arguments]
         grads += [None] * (len(operands) - len(grads))
-        loss_out = np.empty(n, dtype) if want_value and self.reduction == "none" else None
+        loss_out = np.empty(shape, dtype) if want_value and self.reduction == "none" else None
 
         total, outside = self._run_kernel(
             n, operands, grads, loss_out, upstream, grad_scale, get_num_threads(), PARALLEL_MIN_ELEMENTS,
@@ -87,8 +87,8 @@ class ElementwiseLoss(Loss):
 
         value = None
         if want_value:
-            if self.reduction == "none":
-                value = loss_out.reshape(shape)
+            if loss_out is not None:
+                value = loss_out
             else:
                 value = dtype.type(total / denominator if denominator else (math.nan if n == 0 else total))
         if not wrt_names:
@@ -96,8 +96,13 @@ class ElementwiseLoss(Loss):
         results = []
         for name in wrt_names:
             k = self.arguments.index(name)
-            g = _arrays.unbroadcast(grads[k].reshape(shape), effective[k].shape).reshape(given[k].shape)
-            results.append(g.astype(_arrays.result_dtype(given[k], dtype), copy=False))
+            g = grads[k]
+            if effective[k].shape != shape:
+                g = _arrays.unbroadcast(g, effective[k].shape)
+            if g.shape != given[k].shape:
+                g = g.reshape(given[k].shape)
+            out_dtype = _arrays.result_dtype(given[k], dtype)
+            results.append(g if out_dtype == dtype else g.astype(out_dtype))
         return value, (results[0] if single else tuple(results))
 
     def _run_kernel(self, *buffers):
@@ -177,7 +182,7 @@ class _WeightedLoss(ElementwiseLoss):
 
     def _weight_operand(self, name: str, weight: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
         if weight is None:
-            return np.ones(1, dtype=dtype)
+            return _arrays.one(dtype)
         return _arrays.operand(name, weight, shape, dtype)
 
 
