@@ -15,17 +15,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in registry.names():
         cls = registry.get(name)
+        source = registry.source(name)
         rows.append((name, cls.__name__, ", ".join(cls.arguments), ", ".join(cls.differentiable),
-                     registry.source(name)))
+                     "built-in" if source == registry.BUILTIN_SOURCE else source))
     header = ("name", "class", "arguments", "differentiable", "source")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     failures = registry.failures()
     if failures:
-        print("\nplugins not loaded:")
+        print("\nplugins that failed to load, or whose losses the validator rejected:")
         for plugin, reason in sorted(failures.items()):
-            print(f"  {plugin}: {reason}")
+            lines = reason.splitlines()
+            print(f"  {plugin}: {lines[0]}")
+            for line in lines[1:]:
+                print(f"      {line}")
     return 0
 
 
@@ -61,15 +65,38 @@ def _cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for name in names:
         try:
-            cls = registry.get(name)
-        except KeyError as exc:
-            print(exc.args[0])
+            cls = _loss_class(name)
+        except (KeyError, ImportError, AttributeError) as exc:
+            print(exc.args[0] if exc.args else repr(exc))
             failed += 1
             continue
         report = check(cls)
         print(f"{name}: {report}" if not report.ok else f"{name}: ok ({len(report.checks_run)} checks)")
         failed += not report.ok
     return 1 if failed else 0
+
+
+def _loss_class(name: str) -> type:
+    """A registry name, or ``module:Class`` for a loss not registered (yet): a plugin in the making,
+    or one the registry rejected (whose reason is then in the error)."""
+    from . import registry
+
+    if ":" in name:
+        import importlib
+
+        module, _, qualname = name.partition(":")
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+    try:
+        return registry.get(name)
+    except KeyError:
+        rejected = [f"{plugin}: {reason}" for plugin, reason in registry.failures().items()
+                    if f"loss {name!r}" in reason]
+        if rejected:
+            raise KeyError(f"{name} was rejected when its plugin loaded:\n" + "\n".join(rejected)) from None
+        raise
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -85,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         .set_defaults(run=_cmd_list)
     sub.add_parser("info", help="version, OpenMP, threads, compiler flags, NumPy").set_defaults(run=_cmd_info)
     p_check = sub.add_parser("check", help="run the validator (exit 1 on any failure)")
-    p_check.add_argument("names", nargs="*", help="registry names (default: all)")
+    p_check.add_argument("names", nargs="*", help="registry names, or module:Class for an unregistered loss (default: all)")
     p_check.add_argument("--all", action="store_true", help="check every registered loss")
     p_check.set_defaults(run=_cmd_check)
     p_bench = sub.add_parser("bench", help="time forward_backward against torch/JAX/scikit-learn when installed")

@@ -24,13 +24,26 @@ from . import _arrays, _elementwise
 from .base import Loss
 from .losses.elementwise import _FORWARD_ONLY, ElementwiseLoss
 
-__all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include"]
+__all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include", "plugin_build_options"]
 
 
 def get_include() -> str:
     """The directory to put on a compiled plugin's Cython include path, so that
     ``from lossengine.elementwise_api cimport ...`` finds lossengine's public .pxd files."""
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def plugin_build_options() -> dict:
+    """What a compiled plugin's setup.py needs to build like a built-in kernel: ``include_path``
+    for cythonize, ``extra_compile_args`` and ``extra_link_args`` for its Extension. The flags are the
+    ones this lossengine was compiled with (optimization, target CPU, libmvec vector math), minus
+    OpenMP: the threads are the driver's, and a plugin's functions run inside them."""
+    flags = [f for f in _elementwise.compile_flags() if f != "-fopenmp"]
+    return {
+        "include_path": [get_include()],
+        "extra_compile_args": flags,
+        "extra_link_args": ["-lmvec"] if "-DLE_USE_LIBMVEC" in flags else [],
+    }
 
 
 class NumpyElementwiseLoss(Loss):
@@ -143,20 +156,27 @@ class CompiledElementwiseLoss(ElementwiseLoss):
     lossengine/elementwise_api.pxd): it runs in the built-in driver, through ``ElementwiseLoss._compute``.
 
     Class attributes: ``element_function``, the PyCapsule from the plugin's
-    ``element_fn_capsule(fn)``; plus ``name``, ``arguments``, ``differentiable`` and optionally
-    ``broadcast_arguments`` as for any ElementwiseLoss. Options reach the element function as
-    doubles through ``element_params()``; extra operand arrays (weights) through ``_extra_operands``.
+    ``element_fn_capsule(fn)``; optionally ``chunk_function``, from ``chunk_fn_capsule(chunk)``
+    (the vectorizable form, strongly advised); plus ``name``, ``arguments``, ``differentiable`` and
+    optionally ``broadcast_arguments`` as for any ElementwiseLoss. Options reach the element function
+    as doubles through ``element_params()``; extra operand arrays (weights) through ``_extra_operands``.
     """
 
     element_function: ClassVar[Any] = None
+    chunk_function: ClassVar[Any] = None
 
     def element_params(self) -> tuple:
         """The doubles the element function receives as ``params``, in the order it reads them."""
         return ()
+
+    @classmethod
+    def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
+        return tuple(rng.standard_normal((3, 5)).astype(dtype) for _ in cls.arguments)
 
     def _run_kernel(self, n, operands, *rest):
         if len(operands) > _elementwise.PLUGIN_MAX_OPERANDS:
             raise ValueError(f"{type(self).__name__}: an element function takes at most "
                              f"{_elementwise.PLUGIN_MAX_OPERANDS} operands, got {len(operands)}")
         params = np.ascontiguousarray(self.element_params(), dtype=np.float64).reshape(-1)
-        return _elementwise.run_plugin(type(self).element_function, params, n, operands, *rest)
+        cls = type(self)
+        return _elementwise.run_plugin(cls.element_function, cls.chunk_function, params, n, operands, *rest)

@@ -7,7 +7,10 @@ try/except: a plugin that fails is recorded with its error and a warning, and th
 ``LOSSENGINE_DISABLE_PLUGINS`` (comma-separated entry-point names) skips plugins.
 
 A plugin's registrations are staged and committed only when its hook returns, so a plugin that
-raises halfway leaves nothing behind.
+raises halfway leaves nothing behind. Every loss a plugin registers goes through the validator
+(``lossengine.check``, once per class per process) before it is committed; a loss that fails is
+rejected (never served) and recorded in ``failures()`` under its plugin, while the plugin's other
+losses are kept. Built-in losses skip that runtime check: the test suite validates them.
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ import importlib.metadata
 import os
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
+
 import pluggy
 
 from . import hookspecs
@@ -38,7 +43,10 @@ class PluginLoadWarning(UserWarning):
 _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
 _entries: dict[str, Registration] = {}
-_failures: dict[str, str] = {}
+_failures: dict[str, list[str]] = {}
+# The validator's verdict per class, so a class is checked once per process however often it is
+# registered (weak: classes made in tests come and go).
+_reports: "weakref.WeakKeyDictionary[type, object]" = weakref.WeakKeyDictionary()
 
 
 def structural_problems(loss_class: object) -> list[str]:
@@ -75,23 +83,55 @@ def _stage(staged: dict[str, Registration], loss_class: type, source: str) -> No
     staged[name] = Registration(loss_class, source)
 
 
-def _run_hook(plugin: object, source: str) -> None:
-    """Call one plugin's hook; commit its losses only if the whole hook succeeds."""
+def validation_report(loss_class: type):
+    """``lossengine.check(loss_class)``, computed once per class per process."""
+    from .validation import check
+
+    with _lock:
+        report = _reports.get(loss_class)
+        if report is None:
+            report = _reports[loss_class] = check(loss_class)
+        return report
+
+
+def _run_hook(plugin: object, plugin_name: str, source: str, validate: bool = True) -> bool:
+    """Call one plugin's hook and commit what it registered; False if the hook itself failed.
+
+    Nothing is committed unless the whole hook returns. Then each staged loss is validated; the
+    rejected ones are recorded and left out, the rest committed together.
+    """
     impl = getattr(plugin, "lossengine_register_losses", None)
     if impl is None:
-        return
+        return True
     staged: dict[str, Registration] = {}
     try:
         impl(register=lambda loss_class: _stage(staged, loss_class, source))
     except Exception as exc:  # one plugin must not take the others down
-        _record_failure(source, f"its lossengine_register_losses hook raised {type(exc).__name__}: {exc}")
-        return
+        _record_failure(plugin_name, f"its lossengine_register_losses hook raised {type(exc).__name__}: {exc}"
+                        + _from(source, plugin_name))
+        return False
+    for name, registration in list(staged.items()) if validate else ():
+        try:
+            report = validation_report(registration.loss_class)
+        except Exception as exc:  # the validator must not be able to break loading either
+            report_text, ok = f"the validator raised {type(exc).__name__}: {exc}", False
+        else:
+            report_text, ok = str(report), report.ok
+        if not ok:
+            del staged[name]
+            _record_failure(plugin_name, f"loss {name!r} ({registration.loss_class.__qualname__}) rejected by "
+                            f"the validator{_from(source, plugin_name)}:\n{report_text}")
     _entries.update(staged)
+    return True
+
+
+def _from(source: str, plugin_name: str) -> str:
+    return f" (distribution {source})" if source != plugin_name else ""
 
 
 def _record_failure(plugin: str, reason: str) -> None:
-    _failures[plugin] = reason
-    warnings.warn(f"lossengine plugin {plugin!r} was not loaded: {reason}", PluginLoadWarning, stacklevel=4)
+    _failures.setdefault(plugin, []).append(reason)
+    warnings.warn(f"lossengine plugin {plugin!r}: {reason}", PluginLoadWarning, stacklevel=4)
 
 
 def _disabled_plugins() -> set[str]:
@@ -107,22 +147,40 @@ def _load() -> pluggy.PluginManager:
 
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
-        manager.register(_builtin_plugin, name=BUILTIN_SOURCE)
-        _run_hook(_builtin_plugin, BUILTIN_SOURCE)
-        disabled = _disabled_plugins()
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in disabled or ep.name == BUILTIN_SOURCE:
-                continue
-            source = ep.dist.name if ep.dist is not None else ep.name
-            try:
-                plugin = ep.load()
-                manager.register(plugin, name=ep.name)
-            except Exception as exc:
-                _record_failure(ep.name, f"importing {ep.value} raised {type(exc).__name__}: {exc}")
-                continue
-            _run_hook(plugin, source)
+        # Published before the plugins run, so a plugin (or its validation) that touches the
+        # registry from this thread sees the built-ins instead of recursing into _load().
         _manager = manager
+        try:
+            manager.register(_builtin_plugin, name=BUILTIN_SOURCE)
+            _run_hook(_builtin_plugin, BUILTIN_SOURCE, BUILTIN_SOURCE, validate=False)
+            disabled = _disabled_plugins()
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name in disabled or ep.name == BUILTIN_SOURCE or manager.has_plugin(ep.name):
+                    continue
+                source = ep.dist.name if ep.dist is not None else ep.name
+                try:
+                    plugin = ep.load()
+                    manager.register(plugin, name=ep.name)
+                except Exception as exc:
+                    _record_failure(ep.name, f"importing {ep.value} raised {type(exc).__name__}: {exc}"
+                                    + _from(source, ep.name))
+                    continue
+                if not _run_hook(plugin, ep.name, source):
+                    manager.unregister(name=ep.name)
+        except BaseException:
+            _reset()
+            raise
         return manager
+
+
+def _reset() -> None:
+    """Forget every loaded plugin and registration, so the next registry use loads afresh.
+    For tests (entry points that come and go); validation verdicts stay cached per class."""
+    global _manager
+    with _lock:
+        _manager = None
+        _entries.clear()
+        _failures.clear()
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -152,16 +210,29 @@ def source(name: str) -> str:
 
 
 def failures() -> dict[str, str]:
-    """Plugins that failed to load or register, with the reason."""
+    """Plugins that failed to load or to register, or whose losses the validator rejected, keyed by
+    plugin (entry-point) name, with the reason(s)."""
     _load()
-    return dict(_failures)
+    return {plugin: "\n".join(reasons) for plugin, reasons in _failures.items()}
 
 
 def register(loss_class: type, source: str = "user") -> type:
-    """Register one Loss class directly. Returns it, so it also works as a class decorator."""
+    """Register one Loss class directly, after validating it. Returns it (it works as a decorator).
+
+    Raises TypeError when ``loss_class`` is not a Loss subclass, ``lossengine.LossValidationError``
+    (carrying ``.report``) when it fails the validator, and ValueError when its name is taken by
+    another class. On any error the registry is unchanged.
+    """
+    from .validation import LossValidationError
+
+    if not isinstance(loss_class, type) or not issubclass(loss_class, Loss):
+        raise TypeError(f"{loss_class!r} is not a subclass of lossengine.Loss")
     with _lock:
         _load()
         staged: dict[str, Registration] = {}
+        report = validation_report(loss_class)
+        if not report.ok:
+            raise LossValidationError(report)
         _stage(staged, loss_class, source)
         _entries.update(staged)
     return loss_class
@@ -176,10 +247,27 @@ def unregister(name: str) -> type:
         return _entries.pop(name).loss_class
 
 
-def register_plugin(plugin: object, name: str | None = None) -> None:
-    """Register an in-process plugin object (module or instance with the hook)."""
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register an in-process plugin object (a module or instance with the hook) and run its hook,
+    exactly as for an installed plugin: its losses are validated, failures recorded. Returns the
+    plugin's name (pass it to ``unregister_plugin``)."""
     with _lock:
         manager = _load()
         plugin_name = manager.register(plugin, name=name)
-        _run_hook(plugin, plugin_name or repr(plugin))
+        if plugin_name is None:  # pluggy refuses a plugin it blocked
+            raise ValueError(f"plugin {name or plugin!r} is blocked")
+        if not _run_hook(plugin, plugin_name, plugin_name):
+            manager.unregister(name=plugin_name)
+        return plugin_name
 
+
+def unregister_plugin(name: str) -> list[str]:
+    """Unregister an in-process plugin and remove the losses it registered; returns their names."""
+    with _lock:
+        manager = _load()
+        manager.unregister(name=name)
+        removed = [n for n, r in _entries.items() if r.source == name]
+        for n in removed:
+            del _entries[n]
+        _failures.pop(name, None)
+        return removed

@@ -14,6 +14,13 @@ grad_output other than 1 (an ignored grad_output must not pass) and, for 'none',
 Elements where the one-sided differences disagree sit on a kink (|x| at 0, a hinge) and are skipped:
 that is how losses with kinks pass without hand-written exclusions. Bounded domains are the
 sample inputs' business: they must keep every element farther than the step from its boundary.
+
+Beyond the gradient: 'sum'/'mean' against 'none' (the 1/N of the 'mean' gradient), linearity in
+grad_output, wrt selection and order, shapes and dtypes, float32 against float64, forward_backward
+against forward and backward, inputs unmodified, results not aliasing inputs or earlier results,
+bit-identical repeats and thread counts (for elementwise losses also on inputs large enough to run
+in parallel), and finiteness over several sample draws. tests/test_validator_catches.py holds one
+deliberately buggy loss per bug class, each caught by the check named for it.
 """
 from __future__ import annotations
 
@@ -29,10 +36,13 @@ FD_STEP = 1e-6          # relative central-difference step
 FD_RTOL = 1e-5          # gradient vs central difference
 FD_ATOL = 1e-7          # ... times (1 + max |central difference|)
 KINK_RTOL = 1e-3        # one-sided differences further apart than this: a kink, skipped
-F32_RTOL = 1e-5         # float32 path vs float64 path, relative to the largest magnitude
+F32_RTOL = 1e-5         # float32 path vs float64 path, relative to the element ...
+F32_ATOL = 1e-6         # ... plus this times the largest magnitude (~17 float32 ulps of it)
 FUSED_RTOL = 1e-12      # forward_backward vs forward then backward
 REDUCTION_RTOL = 1e-10  # 'sum'/'mean' vs the sum/mean of 'none'
 SCALAR_GRAD_OUTPUT = 0.7
+GRAD_OUTPUT_RTOL = 1e-12  # backward(c * g) vs c * backward(g)
+FINITE_SEEDS = 4        # sample draws the finiteness check looks at (the others use one)
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class _Case:
     options: dict
     reduction: str
     seed: int
+    shared: dict = field(default_factory=dict)  # inputs reused across one check() run's cases
 
     @property
     def label(self) -> str:
@@ -83,8 +94,8 @@ class _Case:
     def make(self, reduction: str | None = None):
         return self.loss_class(**self.options, reduction=reduction or self.reduction)
 
-    def inputs(self, dtype) -> tuple:
-        arrays = self.loss_class.sample_inputs(np.random.default_rng(self.seed), dtype)
+    def inputs(self, dtype, draw: int = 0) -> tuple:
+        arrays = self.loss_class.sample_inputs(np.random.default_rng([self.seed, draw] if draw else self.seed), dtype)
         return tuple(arrays)
 
 
@@ -112,8 +123,9 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
         report.failures += [Failure("structure", p) for p in problems]
         return report
     option_sets = [{}] + [dict(o) for o in getattr(loss_class, "check_options", ())]
+    shared: dict = {}
     for options, reduction in itertools.product(option_sets, loss_class.reductions):
-        case = _Case(loss_class, options, reduction, seed)
+        case = _Case(loss_class, options, reduction, seed, shared)
         for name, fn in _CHECKS:
             report.checks_run.append(f"{name}:{case.label}")
             try:
@@ -164,6 +176,12 @@ def _bits_equal(a, b) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
+def _as_float(a, dtype):
+    """Floating arrays in ``dtype``; anything else (class indices) as it is."""
+    a = np.asarray(a)
+    return a.astype(dtype) if a.dtype.kind == "f" else a
+
+
 def _snapshot(arrays) -> list:
     return [np.array(a, copy=True) for a in arrays]
 
@@ -181,7 +199,7 @@ def _sample_inputs(case: _Case):
 @_check("gradient_vs_finite_differences")
 def _gradient_fd(case: _Case):
     loss = case.make()
-    arrays = [np.asarray(a, np.float64) for a in case.inputs(np.float64)]
+    arrays = [_as_float(a, np.float64) for a in case.inputs(np.float64)]
     names = case.loss_class.differentiable
     for go in _grad_outputs(case, loss, arrays):
         go_label = "array grad_output" if np.ndim(go) else f"grad_output={go}"
@@ -219,8 +237,8 @@ def _gradient_fd(case: _Case):
 @_check("float32_matches_float64")
 def _float32(case: _Case):
     loss = case.make()
-    a32 = [np.asarray(a, np.float32) for a in case.inputs(np.float32)]
-    a64 = [a.astype(np.float64) for a in a32]  # the same values, so only the arithmetic differs
+    a32 = [_as_float(a, np.float32) for a in case.inputs(np.float32)]
+    a64 = [_as_float(a, np.float64) for a in a32]  # the same values, so only the arithmetic differs
     names = case.loss_class.differentiable
     v32, g32 = loss.forward_backward(*a32, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
     v64, g64 = loss.forward_backward(*a64, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
@@ -228,8 +246,9 @@ def _float32(case: _Case):
                                     zip(names, _as_tuple(g32, len(names)), _as_tuple(g64, len(names)))]
     for what, lo, hi in pairs:
         scale = float(np.max(np.abs(np.asarray(hi, np.float64)), initial=0.0))
-        if not _close(lo, hi, F32_RTOL, F32_RTOL * scale):
-            yield f"float32 {what} strays from float64 beyond {F32_RTOL:g} relative; {_worst(lo, hi)}"
+        if not _close(lo, hi, F32_RTOL, F32_ATOL * scale):
+            yield (f"float32 {what} strays from float64 beyond {F32_RTOL:g} relative (+{F32_ATOL:g} of the "
+                   f"largest magnitude); {_worst(lo, hi)}")
 
 
 @_check("reductions_consistent")
@@ -300,46 +319,171 @@ def _shapes(case: _Case):
 def _unmodified(case: _Case):
     loss = case.make()
     names = case.loss_class.differentiable
+    for dtype in (np.float64, np.float32):
+        arrays = case.inputs(dtype)
+        before = _snapshot(arrays)
+        loss(*arrays)
+        loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+        loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+        for name, a, b in zip(case.loss_class.arguments, arrays, before):
+            if not _bits_equal(a, b):
+                yield f"argument {name} ({np.dtype(dtype).name}) was modified in place"
+
+
+@_check("outputs_not_aliased")
+def _not_aliased(case: _Case):
+    # A result sharing memory with an argument, or with the previous call's result, turns the
+    # caller's next in-place update (or the next call) into silent corruption.
+    loss = case.make()
+    names = case.loss_class.differentiable
     arrays = case.inputs(np.float64)
-    before = _snapshot(arrays)
-    loss(*arrays)
-    loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
-    loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
-    for name, a, b in zip(case.loss_class.arguments, arrays, before):
-        if not _bits_equal(a, b):
-            yield f"argument {name} was modified in place"
+
+    def outputs():
+        # The default grad_output of 1: where "skip the multiply" fast paths hand back a partial as is.
+        value, grads = loss.forward_backward(*arrays, wrt=names)
+        return [("value", value)] + [(f"gradient wrt {n}", g) for n, g in zip(names, _as_tuple(grads, len(names)))]
+
+    first, second = outputs(), outputs()
+    for (what, out), (_, again) in zip(first, second):
+        if not isinstance(out, np.ndarray):
+            continue
+        for name, arg in zip(case.loss_class.arguments, arrays):
+            if np.shares_memory(out, arg):
+                yield f"the {what} shares memory with argument {name}"
+        if isinstance(again, np.ndarray) and np.shares_memory(out, again):
+            yield f"the {what} of two calls is the same buffer"
+
+
+@_check("grad_output_respected")
+def _grad_output(case: _Case):
+    # The gradient is linear in grad_output: scaling it must scale every gradient, including by 0
+    # and by a negative number. (An array grad_output for 'none' is held to the finite differences.)
+    loss = case.make()
+    names = case.loss_class.differentiable
+    arrays = case.inputs(np.float64)
+    base = _as_tuple(loss.backward(*arrays, grad_output=1.0, wrt=names), len(names))
+    shape = np.shape(loss(*arrays)) if case.reduction == "none" else None
+    for c in (2.5, -0.5, 0.0):
+        grad_outputs = [(f"grad_output={c}", c)]
+        if shape is not None:
+            grad_outputs.append((f"grad_output=full({shape}, {c})", np.full(shape, c)))
+        for label, go in grad_outputs:
+            scaled = _as_tuple(loss.backward(*arrays, grad_output=go, wrt=names), len(names))
+            for name, g1, gc in zip(names, base, scaled):
+                expected = c * np.asarray(g1, np.float64)
+                if not _close(gc, expected, GRAD_OUTPUT_RTOL, 1e-300):
+                    yield (f"gradient wrt {name} with {label} is not {c} x the gradient with grad_output=1; "
+                           f"{_worst(gc, expected)}")
+
+
+@_check("wrt_selection")
+def _wrt(case: _Case):
+    loss = case.make()
+    cls = case.loss_class
+    names = cls.differentiable
+    arrays = case.inputs(np.float64)
+    together = _as_tuple(loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    for name, expected in zip(names, together):
+        alone = loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=name)
+        if not isinstance(alone, np.ndarray):
+            yield f"backward(wrt={name!r}) must return one ndarray, got {type(alone).__name__}"
+        elif not _bits_equal(alone, expected):
+            yield f"backward(wrt={name!r}) differs from its entry in backward(wrt={names!r})"
+    if len(names) > 1:
+        flipped = _as_tuple(loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names[::-1]), len(names))
+        if not all(_bits_equal(a, b) for a, b in zip(flipped, together[::-1])):
+            yield f"backward(wrt={names[::-1]!r}) does not return the gradients in the order asked"
+    for name in cls.arguments:
+        if name in names:
+            continue
+        try:
+            loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=name)
+        except (ValueError, TypeError):
+            continue
+        yield f"backward(wrt={name!r}) returned a gradient for a non-differentiable argument instead of raising ValueError"
 
 
 @_check("deterministic_and_thread_invariant")
 def _deterministic(case: _Case):
     loss = case.make()
     names = case.loss_class.differentiable
-    arrays = case.inputs(np.float64)
 
-    def run():
+    def run(arrays):
         value, grads = loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
         return [value, *_as_tuple(grads, len(names))]
 
-    first, second = run(), run()
+    arrays = case.inputs(np.float64)
+    first, second = run(arrays), run(arrays)
     if not all(_bits_equal(a, b) for a, b in zip(first, second)):
         yield "two identical calls gave different bits"
-    many = max(2, get_num_threads())
-    with threads(1):
-        one = run()
-    with threads(many):
-        several = run()
-    if not all(_bits_equal(a, b) for a, b in zip(one, several)):
-        yield f"1 thread and {many} threads gave different bits"
+    # The sample inputs are too small to wake a thread team (and a sum of 15 numbers rarely changes
+    # bits when regrouped), so thread invariance is also checked on inputs past the parallel cutoff.
+    for label, arrays in (("sample inputs", arrays), ("large inputs", _shared(case, "large", _large_inputs, np.float64))):
+        if arrays is None:
+            continue
+        counts = sorted({1, 2, 3, max(2, get_num_threads())})
+        results = {}
+        for count in counts:
+            with threads(count):
+                results[count] = run(arrays)
+        for count in counts[1:]:
+            if not all(_bits_equal(a, b) for a, b in zip(results[counts[0]], results[count])):
+                yield f"{counts[0]} thread and {count} threads gave different bits ({label})"
+                break
+
+
+def _shared(case: _Case, key: str, make, *args):
+    if key not in case.shared:
+        case.shared[key] = make(case, *args)
+    return case.shared[key]
+
+
+def _large_inputs(case: _Case, dtype):
+    """Inputs with more elements than the kernels' parallel cutoff: the class's own
+    ``large_sample_inputs(rng, dtype)`` if it has one; for elementwise losses, many sample draws
+    stacked along a new leading axis (elementwise semantics make that a valid input); else None.
+    Arguments that broadcast (not of the input's shape) are taken from the first draw.""" 
+    from ._threads import PARALLEL_MIN_ELEMENTS
+    from .extending import NumpyElementwiseLoss
+    from .losses.elementwise import ElementwiseLoss
+
+    cls = case.loss_class
+    if hasattr(cls, "large_sample_inputs"):
+        return tuple(cls.large_sample_inputs(np.random.default_rng(case.seed), dtype))
+    if not issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss)):
+        return None
+    # Fresh draws, not copies of one: a sum over a repeated pattern regroups without changing bits.
+    rng = np.random.default_rng([case.seed, 1 << 20])
+    first = tuple(cls.sample_inputs(rng, dtype))
+    shape = np.shape(first[0])
+    reps = -(-(2 * PARALLEL_MIN_ELEMENTS + 1) // max(1, int(np.prod(shape))))
+    draws = [first] + [tuple(cls.sample_inputs(rng, dtype)) for _ in range(reps - 1)]
+    return tuple(np.stack([d[k] for d in draws]) if np.shape(a) == shape else a for k, a in enumerate(first))
 
 
 @_check("finite_on_valid_domain")
 def _finite(case: _Case):
+    # Several draws: a NaN on a sliver of the domain (a 0/0 at a tie, an overflow in a tail) should
+    # not hide behind one lucky sample.
     loss = case.make()
     names = case.loss_class.differentiable
-    for dtype in (np.float64, np.float32):
-        value, grads = loss.forward_backward(*case.inputs(dtype), grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+    for dtype, draw in itertools.product((np.float64, np.float32), range(FINITE_SEEDS)):
+        arrays = case.inputs(dtype, draw)
+        value, grads = loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+        where = f"{np.dtype(dtype).name}, sample draw {draw}"
         if not np.all(np.isfinite(value)):
-            yield f"{np.dtype(dtype).name} value not finite on the sample inputs"
+            yield f"value not finite on the sample inputs ({where}); {_first_nonfinite(value, arrays, case)}"
         for name, grad in zip(names, _as_tuple(grads, len(names))):
             if not np.all(np.isfinite(grad)):
-                yield f"{np.dtype(dtype).name} gradient wrt {name} not finite on the sample inputs"
+                yield (f"gradient wrt {name} not finite on the sample inputs ({where}); "
+                       f"{_first_nonfinite(grad, arrays, case)}")
+
+
+def _first_nonfinite(result, arrays, case: _Case) -> str:
+    result = np.asarray(result)
+    if result.ndim == 0:
+        return f"got {result!r}"
+    j = tuple(int(i) for i in np.argwhere(~np.isfinite(result))[0])
+    at = ", ".join(f"{n}={np.asarray(a)[j]!r}" for n, a in zip(case.loss_class.arguments, arrays)
+                   if np.shape(a) == result.shape)
+    return f"first at index {j}: {result[j]!r}" + (f" ({at})" if at else "")

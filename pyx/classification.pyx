@@ -46,6 +46,11 @@ from _common cimport floating_t, REDUCTION_BLOCK, combine_partials, log_sigmoid,
 
 cdef extern from *:
     """
+    #if defined(__GNUC__) && defined(__x86_64__) && defined(LE_USE_LIBMVEC)
+    /* As in elementwise.pyx: declaring libmvec's vector exp lets GCC vectorize the float64 exp loop
+       without -ffast-math (libmvec: < 4 ulp). float32 uses le_expf below in every build. */
+    __attribute__((__simd__("notinbranch"))) double exp(double);
+    #endif
     /* exp(x) in float32, branch-free so that loops calling it auto-vectorize (libm's expf is an
        opaque call). Cephes expf: x = k ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact
        k*ln2_hi), degree-6 polynomial for exp(r), 2^k built in the exponent bits. Max error about
@@ -125,79 +130,114 @@ cdef struct Buffers:
     Py_ssize_t ustep
     double scale                    # grad_output, / denominator for 'mean'
     double* partials
+    char* block_failed              # per block: its scratch allocation failed
 
 
 # ---------------------------------------------------------------------------------------------
-# Row helpers. Eight lanes, combined in a fixed order (see the design note).
+# Row helpers, over contiguous rows (a strided row is gathered into scratch first, so one set of
+# loops serves both layouts and vectorizes). Sums use eight lanes combined in a fixed order (see the
+# design note).
 # ---------------------------------------------------------------------------------------------
 cdef inline double _lanes(double* a) noexcept nogil:
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 
 
-cdef inline floating_t _row_max(const floating_t* x, Py_ssize_t C, Py_ssize_t S) noexcept nogil:
+cdef inline floating_t _row_max(const floating_t* x, Py_ssize_t C) noexcept nogil:
+    # max is exact in any order; eight lanes only break the compare-select dependency chain.
     cdef floating_t m[8]
     cdef Py_ssize_t j, l, c8 = C - C % 8
-    cdef floating_t v, r
-    if S == 1 and c8:
+    cdef floating_t v, r = x[0]
+    if c8:
         for l in range(8):
             m[l] = x[l]
         for j in range(8, c8, 8):
             for l in range(8):
                 v = x[j + l]
                 m[l] = v if v > m[l] else m[l]
-        r = m[0]
-        for l in range(1, 8):
+        for l in range(8):
             r = m[l] if m[l] > r else r
-        for j in range(c8, C):
-            r = x[j] if x[j] > r else r
-        return r
-    r = x[0]
-    for j in range(1, C):
-        r = x[j * S] if x[j * S] > r else r
+    for j in range(c8, C):
+        r = x[j] if x[j] > r else r
     return r
 
 
-cdef inline double _row_exp(const floating_t* x, Py_ssize_t C, Py_ssize_t S, floating_t m,
-                            floating_t* e) noexcept nogil:
-    """e[c] = exp(x[c] - m) (e contiguous); returns sum e[c] in double."""
+cdef inline double _row_sum(const floating_t* v, Py_ssize_t C) noexcept nogil:
     cdef double acc[8]
-    cdef Py_ssize_t j, l, c8 = C - C % 8
     cdef double tail = 0.0
-    cdef floating_t v
+    cdef Py_ssize_t j, l, c8 = C - C % 8
     for l in range(8):
         acc[l] = 0.0
-    if S == 1:
+    for j in range(0, c8, 8):
+        for l in range(8):
+            acc[l] += v[j + l]
+    for j in range(c8, C):
+        tail += v[j]
+    return _lanes(acc) + tail
+
+
+cdef inline double _row_weighted_shifted_sum(const double* w, const floating_t* x, floating_t m,
+                                             Py_ssize_t C) noexcept nogil:
+    """sum_c w_c (x_c - m) (w NULL: all ones)."""
+    cdef double acc[8]
+    cdef double tail = 0.0
+    cdef Py_ssize_t j, l, c8 = C - C % 8
+    for l in range(8):
+        acc[l] = 0.0
+    if w == NULL:
         for j in range(0, c8, 8):
             for l in range(8):
-                v = <floating_t>_exp(<floating_t>(x[j + l] - m))
-                e[j + l] = v
-                acc[l] += v
+                acc[l] += <double>x[j + l] - m
         for j in range(c8, C):
-            v = <floating_t>_exp(<floating_t>(x[j] - m))
-            e[j] = v
-            tail += v
-        return _lanes(acc) + tail
+            tail += <double>x[j] - m
+    else:
+        for j in range(0, c8, 8):
+            for l in range(8):
+                acc[l] += w[j + l] * (<double>x[j + l] - m)
+        for j in range(c8, C):
+            tail += w[j] * (<double>x[j] - m)
+    return _lanes(acc) + tail
+
+
+cdef inline double _row_exp(const floating_t* x, Py_ssize_t C, floating_t m, floating_t* e) noexcept nogil:
+    """e[c] = exp(x[c] - m); returns sum e[c] in double. Two loops: the first has no reduction and
+    vectorizes (with libmvec for double), the second re-reads e from L1."""
+    cdef Py_ssize_t j
     for j in range(C):
-        v = <floating_t>_exp(<floating_t>(x[j * S] - m))
-        e[j] = v
-        tail += v
-    return tail
+        e[j] = <floating_t>_exp(<floating_t>(x[j] - m))
+    return _row_sum(e, C)
+
+
+cdef inline const floating_t* _gather(const floating_t* src, Py_ssize_t C, Py_ssize_t S,
+                                      floating_t* dst) noexcept nogil:
+    cdef Py_ssize_t j
+    if S == 1:
+        return src
+    for j in range(C):
+        dst[j] = src[j * S]
+    return dst
+
+
+cdef inline void _scatter(const floating_t* src, Py_ssize_t C, Py_ssize_t S, floating_t* dst) noexcept nogil:
+    cdef Py_ssize_t j
+    if S != 1:
+        for j in range(C):
+            dst[j * S] = src[j]
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-position math. p: position; x points at the position's class 0 (stride b.S); g is the scale
-# the position's gradient carries (upstream * b.scale). Formulas follow torch 2.13's CPU kernels
-# and autograd (noted inline). Returns the position's loss.
+# Per-position math. p: position; off: offset of its class 0 (class stride b.S); g: the scale the
+# position's gradient carries (upstream * b.scale); scratch: 3 C values. Formulas follow torch
+# 2.13's CPU kernels and autograd (noted inline). Returns the position's loss.
 # ---------------------------------------------------------------------------------------------
 cdef inline double _ce_index(const CEIndexOp* op, Buffers* b, Py_ssize_t p, Py_ssize_t off,
                              double g, floating_t* scratch) noexcept nogil:
     # torch: (1 - eps) nll(log_softmax) + eps / C * sum_c w_c (-log p_c), both masked at
     # ignore_index; 'mean' divides both by sum of w[target] over non-ignored positions.
-    cdef const floating_t* x = <const floating_t*>b.x + off
-    cdef floating_t* gx = NULL if b.gx == NULL else <floating_t*>b.gx + off
     cdef Py_ssize_t C = b.C, S = b.S, j
+    cdef floating_t* gx = NULL if b.gx == NULL else <floating_t*>b.gx + off
     cdef int64_t t = b.idx[p]
-    cdef double eps = op.smoothing, wt, s, lse, value, smooth_sum, coef, sm_coef, log_s
+    cdef double eps = op.smoothing, wt, s, value, coef, sm_coef, log_s
+    cdef const floating_t* x
     cdef floating_t m
     cdef floating_t* e
     if t == b.ignore_index:
@@ -205,36 +245,31 @@ cdef inline double _ce_index(const CEIndexOp* op, Buffers* b, Py_ssize_t p, Py_s
             for j in range(C):
                 gx[j * S] = 0
         return 0.0
+    x = _gather(<const floating_t*>b.x + off, C, S, scratch + C)
     wt = 1.0 if b.w == NULL else b.w[t]
-    m = _row_max(x, C, S)
+    m = _row_max(x, C)
     e = gx if (gx != NULL and S == 1) else scratch
-    s = _row_exp(x, C, S, m, e)
+    s = _row_exp(x, C, m, e)
     log_s = log(s)
-    value = (1.0 - eps) * wt * (log_s - (<double>x[t * S] - m))
+    value = (1.0 - eps) * wt * (log_s - (<double>x[t] - m))
     if eps != 0.0:
         # sum_c w_c (-log p_c) = W log s - sum_c w_c (x_c - m): both terms >= 0, no cancellation.
-        smooth_sum = 0.0
-        if b.w == NULL:
-            for j in range(C):
-                smooth_sum += <double>x[j * S] - m
-        else:
-            for j in range(C):
-                smooth_sum += b.w[j] * (<double>x[j * S] - m)
-        value += eps / C * (op.weight_sum * log_s - smooth_sum)
+        value += eps / C * (op.weight_sum * log_s - _row_weighted_shifted_sum(b.w, x, m, C))
     if gx != NULL:
         # d/dx_j = (1 - eps) w_t (p_j - [j == t]) + eps / C (W p_j - w_j)
         coef = g * ((1.0 - eps) * wt + eps / C * op.weight_sum) / s
         sm_coef = g * eps / C
         if eps == 0.0:
             for j in range(C):
-                gx[j * S] = <floating_t>(coef * e[j])
+                e[j] = <floating_t>(coef * e[j])
         elif b.w == NULL:
             for j in range(C):
-                gx[j * S] = <floating_t>(coef * e[j] - sm_coef)
+                e[j] = <floating_t>(coef * e[j] - sm_coef)
         else:
             for j in range(C):
-                gx[j * S] = <floating_t>(coef * e[j] - sm_coef * b.w[j])
-        gx[t * S] = <floating_t>(<double>gx[t * S] - g * (1.0 - eps) * wt)
+                e[j] = <floating_t>(coef * e[j] - sm_coef * b.w[j])
+        e[t] = <floating_t>(<double>e[t] - g * (1.0 - eps) * wt)
+        _scatter(e, C, S, gx)
     return value
 
 
@@ -242,32 +277,36 @@ cdef inline double _ce_prob(const CEProbOp* op, Buffers* b, Py_ssize_t p, Py_ssi
                             double g, floating_t* scratch) noexcept nogil:
     # torch: t' = t (1 - eps) + eps / C; loss = -sum_c w_c t'_c log p_c; 'mean' divides by the
     # number of positions. d/dx_j = p_j sum_c w_c t'_c - w_j t'_j; d/dt_c = -(1 - eps) w_c log p_c.
-    cdef const floating_t* x = <const floating_t*>b.x + off
-    cdef const floating_t* t = <const floating_t*>b.t + off
+    cdef Py_ssize_t C = b.C, S = b.S, j
     cdef floating_t* gx = NULL if b.gx == NULL else <floating_t*>b.gx + off
     cdef floating_t* gt = NULL if b.gt == NULL else <floating_t*>b.gt + off
-    cdef Py_ssize_t C = b.C, S = b.S, j
+    cdef const floating_t* x = _gather(<const floating_t*>b.x + off, C, S, scratch + C)
+    cdef const floating_t* t = _gather(<const floating_t*>b.t + off, C, S, scratch + 2 * C)
     cdef double eps = op.smoothing, s, log_s, tw, a_sum = 0.0, t_sum = 0.0, wj, coef
     cdef floating_t m
     cdef floating_t* e
-    m = _row_max(x, C, S)
+    m = _row_max(x, C)
     e = gx if (gx != NULL and S == 1) else scratch
-    s = _row_exp(x, C, S, m, e)
+    s = _row_exp(x, C, m, e)
     log_s = log(s)
     for j in range(C):
         wj = 1.0 if b.w == NULL else b.w[j]
-        tw = wj * ((1.0 - eps) * <double>t[j * S] + eps / C)
+        tw = wj * ((1.0 - eps) * <double>t[j] + eps / C)
         t_sum += tw
-        a_sum += tw * (<double>x[j * S] - m)
+        a_sum += tw * (<double>x[j] - m)
     if gx != NULL:
         coef = g * t_sum / s
         for j in range(C):
             wj = 1.0 if b.w == NULL else b.w[j]
-            gx[j * S] = <floating_t>(coef * e[j] - g * wj * ((1.0 - eps) * <double>t[j * S] + eps / C))
+            e[j] = <floating_t>(coef * e[j] - g * wj * ((1.0 - eps) * <double>t[j] + eps / C))
+        _scatter(e, C, S, gx)
     if gt != NULL:
+        # Written after gx: for S > 1, e (scratch) is free again and holds the target gradient.
+        e = gt if S == 1 else scratch
         for j in range(C):
             wj = 1.0 if b.w == NULL else b.w[j]
-            gt[j * S] = <floating_t>(-g * (1.0 - eps) * wj * ((<double>x[j * S] - m) - log_s))
+            e[j] = <floating_t>(-g * (1.0 - eps) * wj * ((<double>x[j] - m) - log_s))
+        _scatter(e, C, S, gt)
     return t_sum * log_s - a_sum
 
 
@@ -326,7 +365,7 @@ cdef inline double _multilabel_margin(Buffers* b, Py_ssize_t p, double g, char* 
                                       floating_t dtype_tag) noexcept nogil:
     # torch: target lists classes up to the first -1 (repeats count again); for each listed class
     # j and each unlisted class c, max(0, 1 - (x_j - x_c)) / C, active where z > 0.
-    cdef Py_ssize_t C = b.C, j, k, n_targets = 0
+    cdef Py_ssize_t C = b.C, j, k, c, n_targets = 0
     cdef const floating_t* x = <const floating_t*>b.x + p * C
     cdef floating_t* gx = NULL if b.gx == NULL else <floating_t*>b.gx + p * C
     cdef const int64_t* tgt = b.idx + p * C
@@ -394,13 +433,13 @@ cdef inline double _row(const RowOp* op, Buffers* b, Py_ssize_t p, floating_t* s
     elif RowOp is CEProbOp:
         return _ce_prob(op, b, p, off, g, scratch)
     elif RowOp is NLLOp:
-        return _nll(b, p, off, g, scratch[0])
+        return _nll(b, p, off, g, <floating_t>0)
     elif RowOp is MultiMarginOp:
-        return _multi_margin(op, b, p, g, scratch[0])
+        return _multi_margin(op, b, p, g, <floating_t>0)
     elif RowOp is MultiLabelMarginOp:
-        return _multilabel_margin(b, p, g, flags, scratch[0])
+        return _multilabel_margin(b, p, g, flags, <floating_t>0)
     else:
-        return _multilabel_soft_margin(op, b, p, g, scratch[0])
+        return _multilabel_soft_margin(op, b, p, g, <floating_t>0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,15 +452,16 @@ cdef inline void _run_block(const RowOp* op, Buffers* b, Py_ssize_t block,
     cdef Py_ssize_t p
     cdef double total = 0.0, value
     cdef floating_t* loss_out = <floating_t*>b.loss_out
-    # Per-block scratch (one row of exps / target flags), C values: never an N x C temporary.
-    cdef floating_t* scratch = <floating_t*>malloc((b.C + 1) * sizeof(floating_t))
+    # Per-block scratch (a gathered row, its exps, flags): O(C), never an N x C temporary.
+    cdef floating_t* scratch = <floating_t*>malloc((3 * b.C + 1) * sizeof(floating_t))
     cdef char* flags = <char*>malloc(b.C + 1)
     if end > b.n_pos:
         end = b.n_pos
-    if scratch == NULL or flags == NULL:
+    b.block_failed[block] = scratch == NULL or flags == NULL
+    if b.block_failed[block]:
         free(scratch)
         free(flags)
-        b.partials[block] = NAN     # reported as MemoryError by the caller
+        b.partials[block] = 0.0
         return
     for p in range(start, end):
         value = _row(op, b, p, scratch, flags)
@@ -436,7 +476,13 @@ cdef inline void _run_block(const RowOp* op, Buffers* b, Py_ssize_t block,
 cdef void _run_blocks(const RowOp* op, Buffers* b, floating_t dtype_tag, int num_threads,
                       bint parallel) noexcept nogil:
     cdef Py_ssize_t block, nblocks = (b.n_pos + b.rows_per_block - 1) // b.rows_per_block
-    for block in prange(nblocks, schedule="static", num_threads=num_threads, use_threads_if=parallel):
+    if not parallel or num_threads == 1:
+        # Same blocks, same order of partials: only the (~microsecond) OpenMP region is skipped,
+        # which is most of a (64, 10) call.
+        for block in range(nblocks):
+            _run_block(op, b, block, dtype_tag)
+        return
+    for block in prange(nblocks, schedule="static", num_threads=num_threads):
         _run_block(op, b, block, dtype_tag)
 
 
@@ -457,7 +503,9 @@ cdef void _scan_targets(const int64_t* idx, Py_ssize_t n, int64_t low, int64_t C
     cdef Py_ssize_t i, start, end, bad
     cdef int64_t t
     cdef double total
-    for block in prange(nblocks, schedule="static", num_threads=num_threads, use_threads_if=parallel):
+    if not parallel or num_threads == 1:
+        num_threads = 1     # prange below then runs serially; see _run_blocks
+    for block in prange(nblocks, schedule="static", num_threads=num_threads, use_threads_if=num_threads > 1):
         start = block * REDUCTION_BLOCK
         end = start + REDUCTION_BLOCK
         if end > n:
@@ -587,6 +635,8 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
         finally:
             free(scan_weight)
             free(scan_bad)
+    elif denominator == D_WEIGHT:
+        denom = 0.0                 # no targets: torch's 'mean' is 0 / 0
     if denominator == D_POSITIONS:
         denom = <double>n_pos
 
@@ -597,7 +647,10 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
         raise ValueError("classification kernel: no classes")
     nblocks = (n_pos + b.rows_per_block - 1) // b.rows_per_block
     b.partials = <double*>malloc(nblocks * sizeof(double))
-    if b.partials == NULL:
+    b.block_failed = <char*>malloc(nblocks)
+    if b.partials == NULL or b.block_failed == NULL:
+        free(b.partials)
+        free(b.block_failed)
         raise MemoryError()
     try:
         if kind == K_CE_INDEX:
@@ -624,10 +677,11 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
             with nogil: _dispatch(&mlsm_op, &b, is_double, num_threads, parallel)
         else:
             raise ValueError(f"unknown classification kernel {kind}")
+        for k in range(nblocks):
+            if b.block_failed[k]:
+                raise MemoryError()
         total = combine_partials(b.partials, nblocks)
     finally:
         free(b.partials)
-    if total != total and b.scale == b.scale:
-        # A failed scratch allocation marks its block NaN; tell it apart from a NaN input.
-        pass
+        free(b.block_failed)
     return (total / denom if denominator != D_NONE else total), -1

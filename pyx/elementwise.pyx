@@ -112,6 +112,7 @@ cdef struct PluginOp:
     element_fn fn
     chunk_fn chunk
     const double* params
+    int nops                           # operands the plugin loss has (2 to MAX_ARGS)
 
 ctypedef fused ElementwiseOp:
     L1Op
@@ -342,8 +343,10 @@ cdef inline int operand_count(const ElementwiseOp* op) noexcept nogil:
     loads and stores of unused slots fold away."""
     if ElementwiseOp is BCEOp or ElementwiseOp is GaussianNLLOp:
         return 3
-    elif ElementwiseOp is BCEWithLogitsOp or ElementwiseOp is PluginOp:
+    elif ElementwiseOp is BCEWithLogitsOp:
         return MAX_ARGS
+    elif ElementwiseOp is PluginOp:
+        return op.nops
     else:
         return 2
 
@@ -715,6 +718,9 @@ def run_plugin(object element_function, object chunk_function, const double[::1]
     op.chunk = NULL if chunk_function is None else <chunk_fn>_capsule_pointer(
         chunk_function, _PLUGIN_CHUNK_CAPSULE_NAME, "chunk_function")
     op.params = &params[0] if params.shape[0] > 0 else NULL
+    # The driver always loads the first two operand slots (a one-argument loss gets a broadcast copy
+    # of its input in the second).
+    op.nops = max(2, len(args))
     b.n = n
     if b.n == 0:
         return 0.0, False

@@ -208,3 +208,28 @@ def test_logit_losses_are_finite_at_extreme_logits():
     v, g = sm.forward_backward(np.array([1e4, -1e4]), np.array([-1.0, -1.0]))
     np.testing.assert_allclose(v, [1e4, 0.0], atol=0, rtol=1e-15)
     np.testing.assert_allclose(g, [1.0, 0.0], atol=1e-300)
+
+
+# -- torch 2.13's functional weight for l1/mse/huber ---------------------------------------------
+def test_functional_weight_follows_torch_reductions():
+    w = RNG.uniform(0.5, 2.0, X.shape)
+    sq, ab = (X - Y) ** 2, np.abs(X - Y)
+    np.testing.assert_allclose(le.functional.mse_loss(X, Y, weight=w), (sq * w).sum() / w.sum(), rtol=1e-13)
+    np.testing.assert_allclose(le.functional.l1_loss(X, Y, weight=w, reduction="sum"), (ab * w).sum(), rtol=1e-13)
+    np.testing.assert_allclose(le.functional.l1_loss(X, Y, weight=w, reduction="none"), ab * w, rtol=1e-15)
+    huber = np.where(ab < 1.0, 0.5 * sq, ab - 0.5)
+    np.testing.assert_allclose(le.functional.huber_loss(X, Y, weight=w), (huber * w).mean(), rtol=1e-13)
+    with pytest.raises(ValueError, match="Weights and input must have the same size"):
+        le.functional.mse_loss(X, Y, weight=w[:, :1])
+
+
+def test_functional_weight_matches_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    w = RNG.uniform(0.5, 2.0, X.shape)
+    t = [torch.from_numpy(a) for a in (X, Y, w)]
+    for reduction in ("none", "mean", "sum"):
+        for name in ("l1_loss", "mse_loss", "huber_loss"):
+            ours = getattr(le.functional, name)(X, Y, weight=w, reduction=reduction)
+            theirs = getattr(F, name)(t[0], t[1], weight=t[2], reduction=reduction).numpy()
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, err_msg=f"{name} {reduction}")
