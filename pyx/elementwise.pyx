@@ -528,6 +528,60 @@ cdef inline void* _write_ptr(object arr, bint is_double) except NULL:
     return _data(arr, is_double, True)
 
 
+cdef int _prepare_buffers(Buffers* b, Py_ssize_t n, list args, list grads, loss_out, grad_output,
+                          double grad_scale) except -1:
+    """Fill ``b`` from the entry point's arrays (checked: dtype, contiguity, sizes) and allocate the
+    per-block partials. Shared by ``run`` and ``run_plugin``; release with ``_finish``."""
+    cdef Py_ssize_t k
+    cdef bint is_double = args[0].dtype.itemsize == 8
+    if not 1 <= len(args) <= MAX_ARGS or len(grads) != len(args):
+        raise ValueError(f"elementwise kernel: 1 to {MAX_ARGS} operands with one gradient slot each, "
+                         f"got {len(args)} operands and {len(grads)} slots")
+    for a in args + grads + [loss_out, grad_output]:
+        if a is not None and a.size != n and a.size != 1:
+            raise ValueError(f"elementwise kernel: operand of {a.size} elements for a loss of {n}")
+    b.n = n
+    for k in range(MAX_ARGS):
+        if k < len(args):
+            b.args[k] = _read_ptr(args[k], is_double)
+            b.arg_step[k] = 1 if args[k].size == n else 0
+            b.grads[k] = NULL if grads[k] is None else _write_ptr(grads[k], is_double)
+        else:
+            b.args[k] = b.args[0]       # never used by the loss; a valid address to load from
+            b.arg_step[k] = 0
+            b.grads[k] = NULL
+    b.loss_out = NULL if loss_out is None else _write_ptr(loss_out, is_double)
+    b.grad_output = _read_ptr(grad_output, is_double)
+    b.grad_output_step = 1 if grad_output.size == n else 0
+    b.grad_scale = grad_scale
+    b.partials = <double*>malloc(block_count(n) * sizeof(double))
+    b.block_bad = <char*>malloc(block_count(n) * sizeof(char))
+    if b.partials == NULL or b.block_bad == NULL:
+        _release(b)
+        raise MemoryError()
+    return 0
+
+
+cdef void _release(Buffers* b) noexcept:
+    free(b.partials)
+    free(b.block_bad)
+    b.partials = NULL
+    b.block_bad = NULL
+
+
+cdef tuple _finish(Buffers* b):
+    """(sum of the element losses, domain bitmask of the first offending element or 0); frees."""
+    cdef Py_ssize_t k, nblocks = block_count(b.n)
+    cdef int domain_error = 0
+    for k in range(nblocks):
+        if b.block_bad[k]:
+            domain_error = b.block_bad[k]
+            break
+    cdef double total = combine_partials(b.partials, nblocks)
+    _release(b)
+    return total, domain_error
+
+
 LOSS_KINDS = ("l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
               "binary_cross_entropy_with_logits", "soft_margin_loss", "kl_div", "poisson_nll_loss",
               "gaussian_nll_loss", "hinge_embedding_loss")
@@ -543,10 +597,7 @@ def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, g
     grad_output: array of n or 1 elements of the same dtype. The caller guarantees all of this.
     """
     cdef Buffers b
-    cdef Py_ssize_t k, nblocks
     cdef bint is_double = args[0].dtype.itemsize == 8
-    cdef int status = 0
-    cdef double total
     cdef L1Op l1_op
     cdef MSEOp mse_op
     cdef SmoothL1Op smooth_l1_op
@@ -559,34 +610,9 @@ def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, g
     cdef GaussianNLLOp gaussian_op
     cdef HingeEmbeddingOp hinge_op
 
-    b.n = n
-    if b.n == 0:
-        return 0.0, False
-    if len(args) > MAX_ARGS or len(grads) != len(args):
-        raise ValueError("elementwise kernel: bad argument lists")
-    for a in args + grads + [loss_out, grad_output]:
-        if a is not None and a.size != n and a.size != 1:
-            raise ValueError(f"elementwise kernel: operand of {a.size} elements for a loss of {n}")
-    for k in range(MAX_ARGS):
-        if k < len(args):
-            b.args[k] = _read_ptr(args[k], is_double)
-            b.arg_step[k] = 1 if args[k].size == b.n else 0
-            b.grads[k] = NULL if grads[k] is None else _write_ptr(grads[k], is_double)
-        else:
-            b.args[k] = b.args[0]       # never used by the loss; a valid address to load from
-            b.arg_step[k] = 0
-            b.grads[k] = NULL
-    b.loss_out = NULL if loss_out is None else _write_ptr(loss_out, is_double)
-    b.grad_output = _read_ptr(grad_output, is_double)
-    b.grad_output_step = 1 if grad_output.size == b.n else 0
-    b.grad_scale = grad_scale
-    nblocks = block_count(b.n)
-    b.partials = <double*>malloc(nblocks * sizeof(double))
-    b.block_bad = <char*>malloc(nblocks * sizeof(char))
-    if b.partials == NULL or b.block_bad == NULL:
-        free(b.partials)
-        free(b.block_bad)
-        raise MemoryError()
+    if n == 0:
+        return 0.0, 0
+    _prepare_buffers(&b, n, args, grads, loss_out, grad_output, grad_scale)
     try:
         # One line per loss: fill its options, hand it to the shared driver.
         if kind == "l1_loss":
@@ -623,16 +649,10 @@ def run(str kind, dict options, Py_ssize_t n, list args, list grads, loss_out, g
             with nogil: _dispatch(&hinge_op, &b, is_double, num_threads, min_parallel)
         else:
             raise ValueError(f"unknown elementwise loss kind {kind!r}")
-        domain_error = 0
-        for k in range(nblocks):
-            if b.block_bad[k]:
-                domain_error = b.block_bad[k]
-                break
-        total = combine_partials(b.partials, nblocks)
-    finally:
-        free(b.partials)
-        free(b.block_bad)
-    return total, domain_error
+    except BaseException:
+        _release(&b)
+        raise
+    return _finish(&b)
 
 
 def openmp_enabled():
@@ -707,12 +727,10 @@ def run_plugin(object element_function, object chunk_function, const double[::1]
                Py_ssize_t min_parallel):
     """``run`` for a plugin: the same arguments, with the plugin's capsules (element function, and
     chunk function or None) and its float64 parameters in place of (kind, options).
-    Returns (sum of element losses, False)."""
+    Returns (sum of element losses, 0): plugins have no in-kernel domain check."""
     cdef Buffers b
     cdef PluginOp op
-    cdef Py_ssize_t k, nblocks
-    cdef bint is_double
-    cdef double total
+    cdef bint is_double = args[0].dtype.itemsize == 8
 
     op.fn = <element_fn>_capsule_pointer(element_function, _PLUGIN_CAPSULE_NAME, "element_function")
     op.chunk = NULL if chunk_function is None else <chunk_fn>_capsule_pointer(
@@ -721,44 +739,12 @@ def run_plugin(object element_function, object chunk_function, const double[::1]
     # The driver always loads the first two operand slots (a one-argument loss gets a broadcast copy
     # of its input in the second).
     op.nops = max(2, len(args))
-    b.n = n
-    if b.n == 0:
-        return 0.0, False
-    if not 1 <= len(args) <= MAX_ARGS or len(grads) != len(args):
-        raise ValueError(f"elementwise plugin kernel: 1 to {MAX_ARGS} operands with one gradient slot "
-                         f"each, got {len(args)} operands and {len(grads)} slots")
-    is_double = args[0].dtype.itemsize == 8
-    for a in args + grads + [loss_out, grad_output]:
-        if a is not None and a.size != n and a.size != 1:
-            raise ValueError(f"elementwise plugin kernel: operand of {a.size} elements for a loss of {n}")
-    for k in range(MAX_ARGS):
-        if k < len(args):
-            b.args[k] = _data(args[k], is_double, False)
-            b.arg_step[k] = 1 if args[k].size == b.n else 0
-            b.grads[k] = NULL if grads[k] is None else _data(grads[k], is_double, True)
-        else:
-            b.args[k] = b.args[0]
-            b.arg_step[k] = 0
-            b.grads[k] = NULL
-    b.loss_out = NULL if loss_out is None else _data(loss_out, is_double, True)
-    b.grad_output = _data(grad_output, is_double, False)
-    b.grad_output_step = 1 if grad_output.size == b.n else 0
-    b.grad_scale = grad_scale
-    nblocks = block_count(b.n)
-    b.partials = <double*>malloc(nblocks * sizeof(double))
-    b.block_bad = <char*>malloc(nblocks * sizeof(char))
-    if b.partials == NULL or b.block_bad == NULL:
-        free(b.partials)
-        free(b.block_bad)
-        raise MemoryError()
-    try:
-        with nogil:
-            _dispatch(&op, &b, is_double, num_threads, min_parallel)
-        total = combine_partials(b.partials, nblocks)
-    finally:
-        free(b.partials)
-        free(b.block_bad)
-    return total, False
+    if n == 0:
+        return 0.0, 0
+    _prepare_buffers(&b, n, args, grads, loss_out, grad_output, grad_scale)
+    with nogil:
+        _dispatch(&op, &b, is_double, num_threads, min_parallel)
+    return _finish(&b)
 
 
 # A compiled element function living here, so the tests exercise the plugin route (capsules, params,
