@@ -82,3 +82,30 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._options_repr()})"
+
+
+# ``wrt`` sentinel for FusedLoss._compute: the value only, no gradient.
+FORWARD_ONLY = object()
+
+
+class FusedLoss(Loss):
+    """A loss whose forward, backward and forward_backward are each one ``_compute`` pass.
+
+    ``_compute(arrays, want_value, wrt, grad_output)`` returns (value or None, gradient(s) or None);
+    ``wrt is FORWARD_ONLY`` asks for the value alone. Every built-in family derives from this.
+    """
+
+    def __call__(self, *arrays: Any):
+        return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
+
+    def forward(self, *arrays: Any):
+        return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
+
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        return self._compute(arrays, False, wrt, grad_output)[1]
+
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        return self._compute(arrays, True, wrt, grad_output)
+
+    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _compute()")

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _arrays, _elementwise
-from .base import Loss
-from .losses.elementwise import _FORWARD_ONLY, ElementwiseLoss
+from .base import FORWARD_ONLY, FusedLoss
+from .losses.elementwise import ElementwiseLoss
 
 __all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include", "plugin_build_options"]
 
@@ -46,7 +46,7 @@ def plugin_build_options() -> dict:
     }
 
 
-class NumpyElementwiseLoss(Loss):
+class NumpyElementwiseLoss(FusedLoss):
     """An elementwise loss written in NumPy: subclasses implement ``element_loss`` and
     ``element_partials`` (and may override ``element_loss_and_partials`` to share work).
 
@@ -74,15 +74,6 @@ class NumpyElementwiseLoss(Loss):
         return self.element_loss(*arrays), self.element_partials(*arrays)
 
     # -- the public contract -------------------------------------------------------------------
-    def forward(self, *arrays: Any):
-        return self._compute(arrays, True, _FORWARD_ONLY, 1.0)[0]
-
-    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        return self._compute(arrays, False, wrt, grad_output)[1]
-
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        return self._compute(arrays, True, wrt, grad_output)
-
     @classmethod
     def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
         return tuple(rng.standard_normal((3, 5)).astype(dtype) for _ in cls.arguments)
@@ -90,7 +81,7 @@ class NumpyElementwiseLoss(Loss):
     # -- the driver ----------------------------------------------------------------------------
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
         self._check_arity(arrays)
-        if wrt is _FORWARD_ONLY:
+        if wrt is FORWARD_ONLY:
             wrt_names, single = (), False
         else:
             wrt_names, single = self._resolve_wrt(wrt)

@@ -20,9 +20,8 @@ import numpy as np
 
 from .. import _arrays, _classification
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import Loss
+from ..base import FORWARD_ONLY, FusedLoss
 
-_FORWARD_ONLY = object()
 _KINDS = _classification.KINDS
 _DENOMINATORS = _classification.DENOMINATORS
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -97,7 +96,7 @@ def _class_weight(weight: Any) -> np.ndarray | None:
     return np.array(w, dtype=np.float64 if w.dtype.itemsize >= 8 else np.float32, copy=True)
 
 
-class ClassificationLoss(Loss):
+class ClassificationLoss(FusedLoss):
     """A loss over class scores along one axis, with a per-position target."""
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
@@ -115,19 +114,6 @@ class ClassificationLoss(Loss):
     def _options(self, lay: _Layout) -> tuple:
         """(label_smoothing, margin, p, ignore_index, weight_row_step) for the kernel."""
         return (0.0, 0.0, 1, -100, lay.weight_row_step)
-
-    # -- the public contract -------------------------------------------------------------------
-    def __call__(self, input: Any, target: Any):
-        return self._compute((input, target), True, _FORWARD_ONLY, 1.0)[0]
-
-    def forward(self, *arrays: Any):
-        return self._compute(arrays, True, _FORWARD_ONLY, 1.0)[0]
-
-    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        return self._compute(arrays, False, wrt, grad_output)[1]
-
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        return self._compute(arrays, True, wrt, grad_output)
 
     # -- the family's driver -------------------------------------------------------------------
     def _class_weight_for(self, dtype: np.dtype, classes: int) -> np.ndarray | None:
@@ -148,7 +134,7 @@ class ClassificationLoss(Loss):
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
         if len(arrays) != 2:
             self._check_arity(arrays)
-        if wrt is _FORWARD_ONLY:
+        if wrt is FORWARD_ONLY:
             wrt_names = ()
         elif wrt is None:
             wrt_names = ("input",)

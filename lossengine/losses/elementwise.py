@@ -14,12 +14,11 @@ import numpy as np
 
 from .. import _arrays, _elementwise
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import Loss
-
-_FORWARD_ONLY = object()
+from ..base import FORWARD_ONLY, FusedLoss
 
 
-class ElementwiseLoss(Loss):
+
+class ElementwiseLoss(FusedLoss):
     """A loss whose value at each element depends only on the arguments' values at that element."""
 
     differentiable: ClassVar[tuple[str, ...]] = ("input", "target")
@@ -42,19 +41,10 @@ class ElementwiseLoss(Loss):
         return []
 
     # -- the public contract -------------------------------------------------------------------
-    def forward(self, *arrays: Any):
-        return self._compute(arrays, True, _FORWARD_ONLY, 1.0)[0]
-
-    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        return self._compute(arrays, False, wrt, grad_output)[1]
-
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        return self._compute(arrays, True, wrt, grad_output)
-
     # -- the family's driver -------------------------------------------------------------------
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
         self._check_arity(arrays)
-        if wrt is _FORWARD_ONLY:
+        if wrt is FORWARD_ONLY:
             wrt_names, single = (), False
         else:
             wrt_names, single = self._resolve_wrt(wrt)

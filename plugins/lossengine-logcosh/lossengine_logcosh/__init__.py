@@ -3,7 +3,6 @@
 The per-element math is compiled (``_kernel.pyx``, against lossengine/elementwise_api.pxd); this
 class only declares the loss and points lossengine's elementwise driver at it.
 """
-import numpy as np
 
 import lossengine as le
 
