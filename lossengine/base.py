@@ -42,6 +42,13 @@ class Loss:
         """(value, gradient(s)); built-in losses compute both in one fused pass."""
         return self.forward(*arrays), self.backward(*arrays, grad_output=grad_output, wrt=wrt)
 
+    def mean_denominator(self, *arrays: Any) -> float | None:
+        """What reduction='mean' divides the summed loss by, for these arrays; None means the number of
+        elements of the 'none' loss. The validator checks 'mean' against 'sum' with it; losses whose
+        'mean' is a weighted mean (torch's NLL and cross-entropy with class weights or ignore_index)
+        override it."""
+        return None
+
     @classmethod
     def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
         """Valid positional arrays for the validator, drawn from ``rng``, of float dtype ``dtype``."""

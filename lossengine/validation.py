@@ -260,11 +260,12 @@ def _reductions(case: _Case):
     names = case.loss_class.differentiable
     none, total, mean = case.make("none"), case.make("sum"), case.make("mean")
     per_element = np.asarray(none(*arrays), np.float64)
-    n = per_element.size
+    declared = mean.mean_denominator(*arrays)
+    n = per_element.size if declared is None else float(declared)
     if not _close(total(*arrays), per_element.sum(), REDUCTION_RTOL, 1e-12):
         yield f"'sum' value {total(*arrays)!r} != sum of 'none' {per_element.sum()!r}"
-    if n and not _close(mean(*arrays), per_element.mean(), REDUCTION_RTOL, 1e-12):
-        yield f"'mean' value {mean(*arrays)!r} != mean of 'none' {per_element.mean()!r}"
+    if n and not _close(mean(*arrays), per_element.sum() / n, REDUCTION_RTOL, 1e-12):
+        yield f"'mean' value {mean(*arrays)!r} != sum of 'none' / {n:g} = {per_element.sum() / n!r}"
     ones = np.full(per_element.shape, SCALAR_GRAD_OUTPUT)
     g_none = _as_tuple(none.backward(*arrays, grad_output=ones, wrt=names), len(names))
     g_sum = _as_tuple(total.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))

@@ -186,6 +186,14 @@ class ClassificationLoss(FusedLoss):
         single = wrt is None or isinstance(wrt, str)
         return value, (grads[0] if single else tuple(grads))
 
+    def mean_denominator(self, input: Any, target: Any) -> float | None:
+        """torch's 'mean' for class indices: the sum of weight[t] over non-ignored positions."""
+        t = np.asarray(target)
+        if t.dtype.kind not in "iu":
+            return None  # class probabilities: the plain mean over positions
+        kept = t[t != self.ignore_index]
+        return float(kept.size if self.weight is None else np.asarray(self.weight, np.float64)[kept].sum())
+
     def _valid_classes(self, classes: int) -> str:
         return f"class indices must lie in [0, {classes})"
 
@@ -237,6 +245,14 @@ class _IndexTargetLoss(ClassificationLoss):
         return _Layout(kind, "mean_weight", n_pos, classes, stride, _operand(input, dtype), None,
                        idx, loss_shape)
 
+    def mean_denominator(self, input: Any, target: Any) -> float | None:
+        """torch's 'mean' for class indices: the sum of weight[t] over non-ignored positions."""
+        t = np.asarray(target)
+        if t.dtype.kind not in "iu":
+            return None  # class probabilities: the plain mean over positions
+        kept = t[t != self.ignore_index]
+        return float(kept.size if self.weight is None else np.asarray(self.weight, np.float64)[kept].sum())
+
     def _valid_classes(self, classes: int) -> str:
         return f"class indices must lie in [0, {classes}) or equal ignore_index={self.ignore_index}"
 
@@ -255,8 +271,9 @@ class NLLLoss(_IndexTargetLoss):
     def _options(self, lay):
         return (0.0, 0.0, 1, self.ignore_index, 0)
 
-    # No weight / ignore_index configurations here: their 'mean' is a weighted mean (torch's), which
-    # the validator's reduction check (mean == mean of 'none') does not model. tests/ covers them.
+    # Weighted and ignoring configurations: 'mean' is torch's weighted mean (see mean_denominator).
+    check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5])}, {"ignore_index": 1},
+                     {"weight": np.array([0.5, 2.0, 1.0, 1.5]), "ignore_index": 2})
 
     @classmethod
     def sample_inputs(cls, rng, dtype):
@@ -387,6 +404,14 @@ class MultiLabelMarginLoss(ClassificationLoss):
             )
         return _Layout("multilabel_margin", "mean", n_pos, classes, 1, _operand(input, dtype), None, idx,
                        input.shape[:1] if input.ndim == 2 else ())
+
+    def mean_denominator(self, input: Any, target: Any) -> float | None:
+        """torch's 'mean' for class indices: the sum of weight[t] over non-ignored positions."""
+        t = np.asarray(target)
+        if t.dtype.kind not in "iu":
+            return None  # class probabilities: the plain mean over positions
+        kept = t[t != self.ignore_index]
+        return float(kept.size if self.weight is None else np.asarray(self.weight, np.float64)[kept].sum())
 
     def _valid_classes(self, classes: int) -> str:
         return f"target entries must lie in [0, {classes}) or be -1 (end of the row's list)"
