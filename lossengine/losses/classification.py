@@ -186,14 +186,6 @@ class ClassificationLoss(FusedLoss):
         single = wrt is None or isinstance(wrt, str)
         return value, (grads[0] if single else tuple(grads))
 
-    def mean_denominator(self, input: Any, target: Any) -> float | None:
-        """torch's 'mean' for class indices: the sum of weight[t] over non-ignored positions."""
-        t = np.asarray(target)
-        if t.dtype.kind not in "iu":
-            return None  # class probabilities: the plain mean over positions
-        kept = t[t != self.ignore_index]
-        return float(kept.size if self.weight is None else np.asarray(self.weight, np.float64)[kept].sum())
-
     def _valid_classes(self, classes: int) -> str:
         return f"class indices must lie in [0, {classes})"
 
@@ -404,14 +396,6 @@ class MultiLabelMarginLoss(ClassificationLoss):
             )
         return _Layout("multilabel_margin", "mean", n_pos, classes, 1, _operand(input, dtype), None, idx,
                        input.shape[:1] if input.ndim == 2 else ())
-
-    def mean_denominator(self, input: Any, target: Any) -> float | None:
-        """torch's 'mean' for class indices: the sum of weight[t] over non-ignored positions."""
-        t = np.asarray(target)
-        if t.dtype.kind not in "iu":
-            return None  # class probabilities: the plain mean over positions
-        kept = t[t != self.ignore_index]
-        return float(kept.size if self.weight is None else np.asarray(self.weight, np.float64)[kept].sum())
 
     def _valid_classes(self, classes: int) -> str:
         return f"target entries must lie in [0, {classes}) or be -1 (end of the row's list)"
