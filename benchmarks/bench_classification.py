@@ -9,13 +9,12 @@ Peers that are not installed are skipped. sklearn has no label smoothing, so it 
 """
 from __future__ import annotations
 
-import statistics
-import time
 
 import numpy as np
 import pytest
 
 import lossengine as le
+from lossengine.bench import interleaved_medians
 
 SHAPES = [(64, 10), (4096, 1000), (65536, 100)]
 CASES = [(n, c, ls) for n, c in SHAPES for ls in (0.0, 0.1)]
@@ -90,28 +89,15 @@ def test_cross_entropy_forward_backward(benchmark, case, engine):
     benchmark(fn)
 
 
-def median_seconds(fn, min_time: float = 0.5, min_repeat: int = 7) -> float:
-    fn()
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeat or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def figures(shapes=SHAPES, engines=ENGINES, smoothing=(0.0, 0.1)) -> list[dict]:
     """Median seconds per engine for each shape and smoothing, measured in one run, interleaved."""
     rows = []
     for (n, c), ls in [(s, ls) for s in shapes for ls in smoothing]:
         x, t = inputs(n, c)
-        row = {"shape": (n, c), "label_smoothing": ls}
-        for engine in engines:
-            fn = make(engine, x, t, ls)
-            row[engine] = None if fn is None else median_seconds(fn)
-        rows.append(row)
+        callables = {e: make(e, x, t, ls) for e in engines}
+        medians = interleaved_medians({e: fn for e, fn in callables.items() if fn is not None},
+                                      repeat=200 if n * c <= 10_000 else 15)
+        rows.append({"shape": (n, c), "label_smoothing": ls, **{e: medians.get(e) for e in engines}})
     return rows
 
 

@@ -6,25 +6,14 @@ Times forward_backward (value + input gradient, reduction='mean', float32) of th
 plugin's log_cosh_loss against the built-in soft_margin_loss (also one exp/log-class transcendental
 pair per element, so the ratio isolates the plugin route's cost: one indirect call per element)
 and smooth_l1_loss (no transcendental: the route's worst case). The pure-NumPy focal plugin is
-shown for scale. Median of --repeat calls; the ratio is plugin / built-in.
+shown for scale. Median of --repeat calls, the losses taking turns; the ratio is plugin / built-in.
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 import lossengine as le
-
-
-def median_seconds(fn, repeat: int) -> float:
-    fn()  # warm-up: page in the outputs, wake the thread team
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from lossengine.bench import interleaved_medians
 
 
 def main() -> None:
@@ -52,8 +41,8 @@ def main() -> None:
         if "sigmoid_focal_loss" in names and n <= 10_000_000:
             cases["sigmoid_focal_loss (NumPy plugin)"] = (le.registry.get("sigmoid_focal_loss")(reduction="mean"),
                                                           (x, (y > 0).astype(np.float32)))
-        t = {label: median_seconds(lambda: loss.forward_backward(*a, wrt="input"), args.repeat)
-             for label, (loss, a) in cases.items()}
+        t = interleaved_medians({label: (lambda loss=loss, a=a: loss.forward_backward(*a, wrt="input"))
+                                 for label, (loss, a) in cases.items()}, args.repeat)
         plugin = t["log_cosh_loss (compiled plugin)"]
         print(f"\nn = {n:,}")
         for label, s in t.items():

@@ -2,8 +2,9 @@
 
 Peers are optional and imported only when this command runs: torch (forward + backward, the same
 functional name and default options), JAX (``jit(value_and_grad)`` where a formula is known). Each
-figure is the median of ``--repeat`` timed calls after a warm-up; ratios compare medians taken in
-the same run, because these machines are shared and noisy.
+figure is the median of ``--repeat`` timed calls after a warm-up, taken in alternating blocks per
+engine (``interleaved_medians``); ratios compare medians taken in the same run, because these machines
+are shared and noisy. The scripts in benchmarks/ use the same timer.
 """
 from __future__ import annotations
 
@@ -15,16 +16,6 @@ from typing import Callable
 import numpy as np
 
 DEFAULT_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits")
-
-
-def median_seconds(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up: first-touch pages, JIT compilation, thread-pool start
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_inputs(loss_class: type, n: int, dtype) -> tuple:
@@ -80,6 +71,31 @@ def _jax_peer(name: str, arrays: tuple) -> Callable[[], object] | None:
     return run
 
 
+SETTLE_SECONDS = 0.05
+
+
+def interleaved_medians(engines: dict[str, Callable[[], object]], repeat: int,
+                        rounds: int = 3) -> dict[str, float]:
+    """Median seconds per engine over ``repeat`` timed calls, taken in ``rounds`` alternating blocks.
+
+    Each engine runs its calls in blocks (A A A, B B B, A A A, ...), so a burst of load on this shared
+    machine falls on every engine alike, while no engine is timed with another's thread pool still
+    spinning from the previous call: a short pause before each block lets the peers' worker threads
+    (OpenMP, XLA) go idle, as they would in a program that uses one engine.
+    """
+    per_block = max(1, -(-repeat // rounds))
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            time.sleep(SETTLE_SECONDS)
+            fn()  # warm-up: first-touch pages, JIT compilation, thread-pool start
+            for _ in range(per_block):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def run_benchmarks(names, sizes, dtype, repeat) -> list[dict]:
     from . import registry
 
@@ -89,14 +105,14 @@ def run_benchmarks(names, sizes, dtype, repeat) -> list[dict]:
         loss = cls()
         for n in sizes:
             arrays = bench_inputs(cls, n, dtype)
-            reps = max(3, repeat if n <= 1_000_000 else repeat // 4)
-            row = {"loss": name, "n": n, "dtype": np.dtype(dtype).name,
-                   "lossengine": median_seconds(lambda: loss.forward_backward(*arrays), reps)}
+            engines = {"lossengine": lambda: loss.forward_backward(*arrays)}
             for peer, make in (("torch", _torch_peer), ("jax", _jax_peer)):
                 fn = make(name, arrays)
                 if fn is not None:
-                    row[peer] = median_seconds(fn, reps)
-            rows.append(row)
+                    engines[peer] = fn
+            reps = max(5, repeat if n <= 1_000_000 else repeat // 4)
+            rows.append({"loss": name, "n": n, "dtype": np.dtype(dtype).name,
+                         **interleaved_medians(engines, reps)})
     return rows
 
 
