@@ -7,6 +7,7 @@
 # who computes which block, so any thread count gives the same bits.
 
 from libc.math cimport exp, log, log1p, fabs
+cimport numpy as cnp
 
 ctypedef fused floating_t:
     float
@@ -64,3 +65,18 @@ cdef inline double log_sigmoid(double x) noexcept nogil:
 cdef inline double sigmoid(double x) noexcept nogil:
     # exp(-x) overflows to inf for x < -709, giving exactly 0: no NaN.
     return 1.0 / (1.0 + exp(-x))
+
+
+cdef inline void* array_data(object arr, int typenum, bint writable, str who) except NULL:
+    """An operand's data pointer. lossengine/_arrays.py already made the array C-contiguous, aligned,
+    native and of the right dtype; checking that again costs a few flag tests, trusting it blindly
+    could cost a crash. (The importing module must call cnp.import_array().)"""
+    if not cnp.PyArray_Check(arr):
+        raise TypeError(f"{who} kernel: expected an ndarray, got {type(arr).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or not cnp.PyArray_ISNOTSWAPPED(a) or not cnp.PyArray_ISALIGNED(a)
+            or (writable and not cnp.PyArray_ISWRITEABLE(a))):
+        raise ValueError(f"{who} kernel: operand must be a C-contiguous, aligned, native array of type "
+                         f"number {typenum}{' (writable)' if writable else ''}; got {a.dtype} with flags {a.flags}")
+    return cnp.PyArray_DATA(a)

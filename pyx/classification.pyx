@@ -39,10 +39,12 @@ computation dtype; class indices int64; class weights float64 (already rounded t
 from libc.math cimport exp, log, fabs, NAN
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE
 from cython.parallel cimport prange
+cimport numpy as cnp
 
-from _common cimport floating_t, REDUCTION_BLOCK, combine_partials, log_sigmoid, sigmoid
+cnp.import_array()
+
+from _common cimport floating_t, REDUCTION_BLOCK, combine_partials, log_sigmoid, sigmoid, array_data
 
 cdef extern from *:
     """
@@ -494,37 +496,42 @@ cdef void _dispatch(const RowOp* op, Buffers* b, bint is_double, int num_threads
         _run_blocks(op, b, <float>0, num_threads, parallel)
 
 
+cdef inline void _scan_block(const int64_t* idx, Py_ssize_t n, Py_ssize_t block, int64_t low, int64_t C,
+                             int64_t ignore_index, bint use_ignore, const double* w, double* block_weight,
+                             Py_ssize_t* block_bad) noexcept nogil:
+    cdef Py_ssize_t i, start = block * REDUCTION_BLOCK, end = start + REDUCTION_BLOCK, bad = -1
+    cdef int64_t t
+    cdef double total = 0.0
+    if end > n:
+        end = n
+    for i in range(start, end):
+        t = idx[i]
+        if use_ignore and t == ignore_index:
+            continue
+        if t < low or t >= C:
+            bad = i
+            break
+        if w != NULL and t >= 0:
+            total = total + w[t]
+        else:
+            total = total + 1.0
+    block_weight[block] = total
+    block_bad[block] = bad
+
+
 cdef void _scan_targets(const int64_t* idx, Py_ssize_t n, int64_t low, int64_t C, int64_t ignore_index,
                         bint use_ignore, const double* w, double* block_weight, Py_ssize_t* block_bad,
                         int num_threads, bint parallel) noexcept nogil:
     """Per block: the first position whose index is outside [low, C) (and not ignore_index), or -1,
     and the sum of w[index] (1 without weights) over non-ignored positions."""
     cdef Py_ssize_t block, nblocks = (n + REDUCTION_BLOCK - 1) // REDUCTION_BLOCK
-    cdef Py_ssize_t i, start, end, bad
-    cdef int64_t t
-    cdef double total
     if not parallel or num_threads == 1:
-        num_threads = 1     # prange below then runs serially; see _run_blocks
-    for block in prange(nblocks, schedule="static", num_threads=num_threads, use_threads_if=num_threads > 1):
-        start = block * REDUCTION_BLOCK
-        end = start + REDUCTION_BLOCK
-        if end > n:
-            end = n
-        total = 0.0
-        bad = -1
-        for i in range(start, end):
-            t = idx[i]
-            if use_ignore and t == ignore_index:
-                continue
-            if t < low or t >= C:
-                bad = i
-                break
-            if w != NULL and t >= 0:
-                total = total + w[t]
-            else:
-                total = total + 1.0
-        block_weight[block] = total
-        block_bad[block] = bad
+        # Small scans skip the OpenMP runtime altogether, as _run_blocks does.
+        for block in range(nblocks):
+            _scan_block(idx, n, block, low, C, ignore_index, use_ignore, w, block_weight, block_bad)
+        return
+    for block in prange(nblocks, schedule="static", num_threads=num_threads):
+        _scan_block(idx, n, block, low, C, ignore_index, use_ignore, w, block_weight, block_bad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,26 +555,6 @@ KINDS = {"ce_index": K_CE_INDEX, "ce_prob": K_CE_PROB, "nll": K_NLL, "multi_marg
 DENOMINATORS = {"none": D_NONE, "sum": D_NONE, "mean_weight": D_WEIGHT, "mean": D_POSITIONS}
 
 
-cdef class _Buffer:
-    """A held buffer-protocol view (C-contiguous): cheaper than a typed memoryview per call."""
-    cdef Py_buffer view
-    cdef bint held
-
-    def __dealloc__(self):
-        if self.held:
-            PyBuffer_Release(&self.view)
-
-
-cdef void* _acquire(list keep, object arr, bint writable, Py_ssize_t itemsize) except NULL:
-    cdef _Buffer buf = _Buffer.__new__(_Buffer)
-    PyObject_GetBuffer(arr, &buf.view, PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0))
-    buf.held = True
-    keep.append(buf)
-    if buf.view.itemsize != itemsize:
-        raise ValueError(f"classification kernel: operand of item size {buf.view.itemsize}, expected {itemsize}")
-    return buf.view.buf
-
-
 def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S, x, t, idx, w,
         gx, gt, loss_out, grad_output, double grad_output_scale, options, int num_threads,
         Py_ssize_t min_parallel):
@@ -581,9 +568,8 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
     The caller guarantees the sizes.
     """
     cdef Buffers b
-    cdef list keep = []
     cdef bint is_double = x.dtype.itemsize == 8
-    cdef Py_ssize_t itemsize = 8 if is_double else 4
+    cdef int ftype = cnp.NPY_DOUBLE if is_double else cnp.NPY_FLOAT
     cdef Py_ssize_t k, nblocks, n_idx, n_scan_blocks
     cdef double denom = 1.0, total, smoothing = options[0]
     cdef bint parallel = n_pos * C >= min_parallel
@@ -602,14 +588,14 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
     b.S = S
     b.rows_per_block = REDUCTION_BLOCK // C if C < REDUCTION_BLOCK else 1
     b.ignore_index = options[3]
-    b.x = _acquire(keep, x, False, itemsize) if n_pos * C else NULL
-    b.t = NULL if t is None or n_pos * C == 0 else _acquire(keep, t, False, itemsize)
-    b.idx = NULL if idx is None or idx.size == 0 else <const int64_t*>_acquire(keep, idx, False, 8)
-    b.w = NULL if w is None else <const double*>_acquire(keep, w, False, 8)
-    b.gx = NULL if gx is None or n_pos * C == 0 else _acquire(keep, gx, True, itemsize)
-    b.gt = NULL if gt is None or n_pos * C == 0 else _acquire(keep, gt, True, itemsize)
-    b.loss_out = NULL if loss_out is None or n_pos == 0 else _acquire(keep, loss_out, True, itemsize)
-    b.upstream = _acquire(keep, grad_output, False, itemsize)
+    b.x = array_data(x, ftype, False, "classification") if n_pos * C else NULL
+    b.t = NULL if t is None or n_pos * C == 0 else array_data(t, ftype, False, "classification")
+    b.idx = NULL if idx is None or idx.size == 0 else <const int64_t*>array_data(idx, cnp.NPY_INT64, False, "classification")
+    b.w = NULL if w is None else <const double*>array_data(w, cnp.NPY_DOUBLE, False, "classification")
+    b.gx = NULL if gx is None or n_pos * C == 0 else array_data(gx, ftype, True, "classification")
+    b.gt = NULL if gt is None or n_pos * C == 0 else array_data(gt, ftype, True, "classification")
+    b.loss_out = NULL if loss_out is None or n_pos == 0 else array_data(loss_out, ftype, True, "classification")
+    b.upstream = array_data(grad_output, ftype, False, "classification")
     b.ustep = 1 if grad_output.size == n_pos and n_pos != 1 else 0
 
     # Targets: validate (and sum the weights 'mean' divides by) before any row runs.

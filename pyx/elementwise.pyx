@@ -43,7 +43,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from _common cimport floating_t, REDUCTION_BLOCK, block_count, combine_partials
+from _common cimport floating_t, REDUCTION_BLOCK, block_count, combine_partials, array_data
 
 cdef extern from *:
     """
@@ -505,27 +505,12 @@ cdef int _dispatch(const ElementwiseOp* op, Buffers* b, bint is_double, int num_
 # ---------------------------------------------------------------------------------------------
 # Python entry point.
 # ---------------------------------------------------------------------------------------------
-cdef void* _data(object arr, bint is_double, bint writable) except NULL:
-    """An operand's data pointer. lossengine/_arrays.py already made it C-contiguous, native and of
-    the computation dtype; checking that again costs a few flag tests, trusting it would cost a crash."""
-    if not cnp.PyArray_Check(arr):
-        raise TypeError(f"elementwise kernel: expected an ndarray, got {type(arr).__name__}")
-    cdef cnp.ndarray a = <cnp.ndarray>arr
-    if (cnp.PyArray_TYPE(a) != (cnp.NPY_DOUBLE if is_double else cnp.NPY_FLOAT)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)
-            or not cnp.PyArray_ISALIGNED(a) or (writable and not cnp.PyArray_ISWRITEABLE(a))):
-        raise ValueError(f"elementwise kernel: operand must be a C-contiguous, aligned, native "
-                         f"{'float64' if is_double else 'float32'} array{' (writable)' if writable else ''}; "
-                         f"got {a.dtype} with flags {a.flags}")
-    return cnp.PyArray_DATA(a)
-
-
 cdef inline const void* _read_ptr(object arr, bint is_double) except NULL:
-    return _data(arr, is_double, False)
+    return array_data(arr, cnp.NPY_DOUBLE if is_double else cnp.NPY_FLOAT, False, "elementwise")
 
 
 cdef inline void* _write_ptr(object arr, bint is_double) except NULL:
-    return _data(arr, is_double, True)
+    return array_data(arr, cnp.NPY_DOUBLE if is_double else cnp.NPY_FLOAT, True, "elementwise")
 
 
 cdef int _prepare_buffers(Buffers* b, Py_ssize_t n, list args, list grads, loss_out, grad_output,
