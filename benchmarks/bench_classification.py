@@ -1,7 +1,7 @@
 """Cross-entropy forward_backward vs torch forward+backward, JAX/optax jit(value_and_grad) and
 scikit-learn's HalfMultinomialLoss.loss_gradient, float32, with and without label smoothing.
 
-    python -m pytest benchmarks/bench_classification.py --benchmark-enable --benchmark-group-by=param:case
+    pytest benchmarks/bench_classification.py --benchmark-enable --benchmark-group-by=param:case
     python benchmarks/bench_classification.py            # the README table (medians, same run)
 
 Compare rows of the same group, measured in the same run (the machines are shared and noisy).

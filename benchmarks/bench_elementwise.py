@@ -1,6 +1,6 @@
 """pytest-benchmark: elementwise forward_backward vs torch forward+backward and JAX jit(value_and_grad).
 
-    python -m pytest benchmarks/bench_elementwise.py --benchmark-enable --benchmark-group-by=param:case
+    pytest benchmarks/bench_elementwise.py --benchmark-enable --benchmark-group-by=param:case
 
 Compare rows of the same group, measured in the same run (the machines are shared and noisy).
 """

@@ -40,23 +40,6 @@ cdef inline double combine_partials(double* partials, Py_ssize_t m) noexcept nog
     return partials[0]
 
 
-cdef inline double log1pexp(double x) noexcept nogil:
-    """log(1 + exp(x)) without overflow or loss of precision.
-
-    Cutoffs from M. Maechler (2012), "Accurately Computing log(1 - exp(-|a|))", Rmpfr vignette,
-    eq. (10), as used by scikit-learn's _loss module.
-    """
-    if x <= -37.0:
-        return exp(x)
-    elif x <= -2.0:
-        return log1p(exp(x))
-    elif x <= 18.0:
-        return log(1.0 + exp(x))
-    elif x <= 33.3:
-        return x + exp(-x)
-    return x
-
-
 cdef inline double log_sigmoid(double x) noexcept nogil:
     """log(sigmoid(x)) in torch's CPU form: min(x, 0) - log1p(exp(-|x|)), finite for any finite x."""
     return (x if x < 0.0 else 0.0) - log1p(exp(-fabs(x)))
