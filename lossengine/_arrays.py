@@ -86,6 +86,13 @@ def _require_broadcastable(name: str, shape: tuple, to: tuple) -> None:
     raise ValueError(f"{name} of shape {shape} does not broadcast to the loss's shape {to}")
 
 
+def require_same_shapes(names: Sequence[str], arrays: Sequence[np.ndarray], broadcasting: Sequence[str]) -> None:
+    """Every argument after the first, except those in ``broadcasting``, has the first's shape."""
+    for name, arr in zip(names[1:], arrays[1:]):
+        if name not in broadcasting:
+            require_same_shape(name, arr, names[0], arrays[0])
+
+
 def require_same_shape(name: str, arr: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
     if arr.shape != ref.shape:
         raise ValueError(

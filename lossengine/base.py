@@ -116,3 +116,11 @@ class FusedLoss(Loss):
 
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
         raise NotImplementedError(f"{type(self).__name__} does not implement _compute()")
+
+    def _begin(self, arrays, wrt: Any) -> tuple:
+        """The start every _compute shares: argument count, ``wrt``, the arguments as float arrays,
+        the compute dtype. Returns (wrt_names, single, given, dtype)."""
+        self._check_arity(arrays)
+        wrt_names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
+        given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
+        return wrt_names, single, given, _arrays.compute_dtype(given[0])

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _arrays, _elementwise
-from .base import FORWARD_ONLY, FusedLoss
+from .base import FusedLoss
 from .losses.elementwise import ElementwiseLoss
 
 __all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include", "plugin_build_options"]
@@ -80,17 +80,9 @@ class NumpyElementwiseLoss(FusedLoss):
 
     # -- the driver ----------------------------------------------------------------------------
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
-        self._check_arity(arrays)
-        if wrt is FORWARD_ONLY:
-            wrt_names, single = (), False
-        else:
-            wrt_names, single = self._resolve_wrt(wrt)
-        given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
-        dtype = _arrays.compute_dtype(given[0])
+        wrt_names, single, given, dtype = self._begin(arrays, wrt)
         shape = given[0].shape
-        for name, arr in zip(self.arguments[1:], given[1:]):
-            if name not in self.broadcast_arguments:
-                _arrays.require_same_shape(name, arr, self.arguments[0], given[0])
+        _arrays.require_same_shapes(self.arguments, given, self.broadcast_arguments)
         work_dtype = dtype if self.working_dtype is None else np.dtype(self.working_dtype)
         # Fresh, writable copies of one shape: the author may compute in place without touching
         # the caller's arrays.

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _arrays, _elementwise
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FORWARD_ONLY, FusedLoss
+from ..base import FusedLoss
 
 
 
@@ -40,21 +40,12 @@ class ElementwiseLoss(FusedLoss):
         """Option arrays (weights) passed to the kernel after the arguments."""
         return []
 
-    # -- the public contract -------------------------------------------------------------------
     # -- the family's driver -------------------------------------------------------------------
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
-        self._check_arity(arrays)
-        if wrt is FORWARD_ONLY:
-            wrt_names, single = (), False
-        else:
-            wrt_names, single = self._resolve_wrt(wrt)
-        given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
-        dtype = _arrays.compute_dtype(given[0])
+        wrt_names, single, given, dtype = self._begin(arrays, wrt)
         effective = self._effective_arrays(given)
         shape = effective[0].shape
-        for name, arr in zip(self.arguments[1:], effective[1:]):
-            if name not in self.broadcast_arguments:
-                _arrays.require_same_shape(name, arr, self.arguments[0], effective[0])
+        _arrays.require_same_shapes(self.arguments, effective, self.broadcast_arguments)
         operands = [_arrays.operand(name, arr, shape, dtype) for name, arr in zip(self.arguments, effective)]
         operands += self._extra_operands(shape, dtype)
         n = math.prod(shape)
