@@ -56,25 +56,30 @@ def index_array(name: str, value: Any) -> np.ndarray:
         raise TypeError(f"{name} must be an integer array; could not convert it: {exc}") from None
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an array of integer class indices, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        # int64 would wrap these to negative values (even to an ignore_index); no class has them.
+        position = np.unravel_index(int(np.argmax(arr > np.iinfo(np.int64).max)), arr.shape)
+        raise IndexError(f"{name} value {int(arr[position])} at position {tuple(int(i) for i in position)} "
+                         f"is out of bounds")
+    return contiguous(arr, np.dtype(np.int64))
 
 
 def contiguous(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous, native byte order, ``dtype``; the same object when it already is."""
-    return np.ascontiguousarray(arr, dtype=dtype)
+    """C-contiguous, aligned, native byte order, ``dtype``; the same object when it already is."""
+    return np.require(arr, dtype=dtype, requirements=("C", "A"))
 
 
 def operand(name: str, arr: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
     """A kernel operand for a loss of ``shape``: C-contiguous with the loss's size (any shape: the
     kernel reads it flat), or one element that broadcasts."""
     if arr.shape == shape:
-        if arr.dtype == dtype and arr.flags.c_contiguous and arr.dtype.isnative:
+        if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative:
             return arr
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return contiguous(arr, dtype)
     _require_broadcastable(name, arr.shape, shape)
     if arr.size == 1:
-        return np.ascontiguousarray(arr, dtype=dtype).reshape(1)
-    return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=dtype)
+        return contiguous(arr, dtype).reshape(1)
+    return contiguous(np.broadcast_to(arr, shape), dtype)
 
 
 def _require_broadcastable(name: str, shape: tuple, to: tuple) -> None:

@@ -68,6 +68,8 @@ class Loss:
         if wrt is None:
             return (cls.differentiable[0],), True
         single = isinstance(wrt, str)
+        if not single and not isinstance(wrt, (tuple, list)):
+            raise ValueError(f"wrt must be None, an argument name or a tuple of names; got {type(wrt).__name__}")
         names = (wrt,) if single else tuple(wrt)
         if not names:
             raise ValueError("wrt must name at least one argument")

@@ -586,7 +586,7 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
     b.n_pos = n_pos
     b.C = C
     b.S = S
-    b.rows_per_block = REDUCTION_BLOCK // C if C < REDUCTION_BLOCK else 1
+    b.rows_per_block = REDUCTION_BLOCK // C if 0 < C < REDUCTION_BLOCK else 1   # C == 0: refused below
     b.ignore_index = options[3]
     b.x = array_data(x, ftype, False, "classification") if n_pos * C else NULL
     b.t = NULL if t is None or n_pos * C == 0 else array_data(t, ftype, False, "classification")
@@ -630,7 +630,9 @@ def run(int kind, int denominator, Py_ssize_t n_pos, Py_ssize_t C, Py_ssize_t S,
     if n_pos == 0:
         return (0.0 / denom if denominator != D_NONE else 0.0), -1
     if C == 0:
-        raise ValueError("classification kernel: no classes")
+        # torch: IndexError for any non-ignored class index (the scan above raised it already) and
+        # degenerate NaN / -0 values otherwise; lossengine refuses a class axis of size 0.
+        raise ValueError("input must have at least one class: its class dimension has size 0")
     nblocks = (n_pos + b.rows_per_block - 1) // b.rows_per_block
     b.partials = <double*>malloc(nblocks * sizeof(double))
     b.block_failed = <char*>malloc(nblocks)

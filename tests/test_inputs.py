@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lossengine as le
+from lossengine.losses import BUILTIN_LOSSES
 
 RNG = np.random.default_rng(1234)
 X = RNG.standard_normal((6, 7))
@@ -155,43 +156,105 @@ def test_zero_dim_and_python_inputs():
     assert g.shape == () and g == 4.0
 
 
-# -- layouts -------------------------------------------------------------------------------------
-def _layouts(a):
-    big = np.empty((a.shape[0] * 2, a.shape[1] * 3))
-    big[::2, ::3] = a
-    readonly = a.copy()
-    readonly.flags.writeable = False
-    return {
-        "fortran": np.asfortranarray(a),
-        "strided": big[::2, ::3],
-        "reversed": a[::-1, ::-1].copy()[::-1, ::-1],
-        "readonly": readonly,
-        "big_endian": a.astype(">f8"),
-        "big_endian_f32": a.astype(">f4"),
-        "list": a.tolist(),
-    }
+# -- layouts ------------------------------------------------------------------------------------
+def _unaligned(a):
+    """The same values in a C-contiguous array whose data pointer is off by one byte."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out = raw[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned or a.dtype.itemsize == 1
+    return out
 
 
-@pytest.mark.parametrize("layout", list(_layouts(X)))
-@pytest.mark.parametrize("cls", [le.MSELoss, le.BCEWithLogitsLoss, le.GaussianNLLLoss])
+def _strided(a):
+    if a.ndim == 0:
+        return a
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+def _readonly(a):
+    out = a.copy()
+    out.flags.writeable = False
+    return out
+
+
+LAYOUTS = {
+    "fortran": np.asfortranarray,
+    "strided": _strided,
+    "negative_strides": lambda a: np.flip(np.flip(a).copy()),
+    "readonly": _readonly,
+    "big_endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+    "unaligned": _unaligned,
+    "list": lambda a: a.tolist(),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("cls", BUILTIN_LOSSES, ids=lambda c: c.__name__)
 def test_every_layout_gives_the_canonical_result(layout, cls):
-    rng = np.random.default_rng(5)
-    canonical = [np.ascontiguousarray(a, np.float64) for a in cls.sample_inputs(rng, np.float64)]
-    dtype = np.float32 if layout == "big_endian_f32" else np.float64
-    given = [_layouts(a)[layout] for a in canonical]
+    canonical = [np.ascontiguousarray(a) for a in cls.sample_inputs(np.random.default_rng(5), np.float64)]
+    given = [LAYOUTS[layout](a) for a in canonical]
     before = [np.array(g, copy=True) for g in given]
     loss = cls(reduction="none")
-    names = cls.differentiable
-    value, grads = loss.forward_backward(*given, wrt=names)
-    ref_value, ref_grads = loss.forward_backward(*[a.astype(dtype) for a in canonical], wrt=names)
+    value, grads = loss.forward_backward(*given, wrt=cls.differentiable)
+    ref_value, ref_grads = loss.forward_backward(*canonical, wrt=cls.differentiable)
     np.testing.assert_array_equal(value, ref_value)
     for g, r in zip(grads, ref_grads):
         np.testing.assert_array_equal(g, r)
         assert g.dtype.isnative
     for g, b in zip(given, before):
         np.testing.assert_array_equal(np.asarray(g), b)  # never modified
-    if cls is le.MSELoss:
-        np.testing.assert_allclose(value, (canonical[0] - canonical[1]) ** 2, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_layouts_against_a_numpy_oracle():
+    for name, make in LAYOUTS.items():
+        value = le.MSELoss(reduction="none")(make(X), make(Y))
+        np.testing.assert_allclose(value, (X - Y) ** 2, rtol=1e-15, err_msg=name)
+    value = le.MSELoss(reduction="none")(X.astype(">f4"), Y.astype(">f4"))
+    assert value.dtype == np.float32
+    np.testing.assert_allclose(value, (X.astype(np.float32) - Y.astype(np.float32)) ** 2, rtol=1e-6)
+
+
+# -- edge cases found in review: each once crashed or misreported ---------------------------------
+@pytest.mark.parametrize("cls, target", [
+    (le.CrossEntropyLoss, np.full(3, -100)),          # every target ignored
+    (le.NLLLoss, np.full(3, -100)),
+    (le.CrossEntropyLoss, np.zeros((3, 0))),          # probability targets
+    (le.MultiLabelSoftMarginLoss, np.zeros((3, 0))),
+])
+def test_zero_classes_is_a_value_error_naming_input(cls, target):
+    with pytest.raises(ValueError, match="input must have at least one class"):
+        cls()(np.zeros((3, 0)), target)
+
+
+@pytest.mark.parametrize("cls", [le.CrossEntropyLoss, le.NLLLoss, le.MultiMarginLoss])
+def test_zero_classes_with_a_class_index_is_an_index_error(cls):
+    with pytest.raises(IndexError, match="out of bounds"):
+        cls()(np.zeros((3, 0)), np.zeros(3, np.int64))
+
+
+def test_uint64_indices_beyond_int64_are_reported_not_wrapped():
+    x = RNG.standard_normal((4, 5))
+    t = np.array([0, 1, 2, 2**64 - 1], np.uint64)
+    with pytest.raises(IndexError, match=r"target value 18446744073709551615 at position \(3,\) is out of bounds"):
+        le.CrossEntropyLoss(ignore_index=-1)(x, t)
+    with pytest.raises(IndexError, match="18446744073709551615"):
+        le.MultiLabelMarginLoss()(x, np.array([[0, 1, 2, 2**64 - 1, 3]] * 4, np.uint64))
+
+
+def test_ignore_index_must_fit_int64():
+    with pytest.raises(ValueError, match="ignore_index must fit in a 64-bit signed integer"):
+        le.CrossEntropyLoss(ignore_index=2**70)
+    with pytest.raises(ValueError, match="ignore_index must fit"):
+        le.NLLLoss(ignore_index=np.uint64(2**64 - 1))
+
+
+@pytest.mark.parametrize("wrt", [5, b"input", {"input"}])
+def test_wrt_of_the_wrong_type_is_a_value_error(wrt):
+    with pytest.raises(ValueError, match="wrt must be None, an argument name or a tuple of names"):
+        le.MSELoss().backward(X, Y, wrt=wrt)
 
 
 # -- numerical stability -------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class _Layout(NamedTuple):
 
 def _fast_float(name: str, value: Any) -> np.ndarray:
     # The common case costs two attribute checks; everything else goes through _arrays.
-    if type(value) is np.ndarray and value.dtype in _FLOAT_DTYPES:
+    if type(value) is np.ndarray and value.dtype in _FLOAT_DTYPES and value.flags.aligned:
         return value
     return _arrays.float_array(name, value)
 
@@ -61,13 +61,13 @@ def _target(value: Any) -> np.ndarray:
 
 def _indices(t: np.ndarray) -> np.ndarray:
     """int64 C-contiguous class indices (the given array itself when it already is)."""
-    if t.dtype is _INT64 and t.flags.c_contiguous and t.ndim:
+    if t.dtype is _INT64 and t.flags.c_contiguous and t.flags.aligned and t.ndim:
         return t
     return _arrays.index_array("target", t)
 
 
 def _operand(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if arr.dtype is dtype and arr.flags.c_contiguous:
+    if arr.dtype is dtype and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
     return _arrays.contiguous(arr, dtype)
 
@@ -84,7 +84,10 @@ def _real(name: str, value: Any) -> float:
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    return int(value)
+    value = int(value)
+    if not np.iinfo(np.int64).min <= value <= np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in a 64-bit signed integer, got {value}")
+    return value
 
 
 def _class_weight(weight: Any) -> np.ndarray | None:
