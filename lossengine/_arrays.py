@@ -76,13 +76,13 @@ def operand(name: str, arr: np.ndarray, shape: tuple, dtype: np.dtype) -> np.nda
         if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative:
             return arr
         return contiguous(arr, dtype)
-    _require_broadcastable(name, arr.shape, shape)
+    require_broadcastable(name, arr.shape, shape)
     if arr.size == 1:
         return contiguous(arr, dtype).reshape(1)
     return contiguous(np.broadcast_to(arr, shape), dtype)
 
 
-def _require_broadcastable(name: str, shape: tuple, to: tuple) -> None:
+def require_broadcastable(name: str, shape: tuple, to: tuple) -> None:
     try:
         if np.broadcast_shapes(shape, to) == to:
             return

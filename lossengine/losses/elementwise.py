@@ -101,8 +101,7 @@ class ElementwiseLoss(FusedLoss):
 
     @classmethod
     def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
-        shape = (3, 5)
-        return rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+        return tuple(rng.standard_normal((3, 5)).astype(dtype) for _ in cls.arguments)
 
 
 def _real(name: str, value: Any, *, minimum: float, strict: bool = False) -> float:
