@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from . import _arrays
+from .domains import domain_of
 
 
 class Loss:
@@ -22,6 +23,10 @@ class Loss:
     arguments: ClassVar[tuple[str, ...]] = ("input", "target")
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     reductions: ClassVar[tuple[str, ...]] = _arrays.REDUCTIONS
+    # Per-argument domains (lossengine.domains); an argument not named here is Real(). The default
+    # sample_inputs draws from them, at ``sample_shape`` (a ClassIndex argument drops the class axis).
+    domains: ClassVar[dict] = {}
+    sample_shape: ClassVar[tuple[int, ...]] = (3, 5)
 
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = _arrays.check_reduction(reduction, self.reductions)
@@ -51,8 +56,10 @@ class Loss:
 
     @classmethod
     def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
-        """Valid positional arrays for the validator, drawn from ``rng``, of float dtype ``dtype``."""
-        raise NotImplementedError(f"{cls.__name__} does not provide sample_inputs()")
+        """Valid positional arrays for the validator, drawn from ``rng``, of float dtype ``dtype``:
+        by default one array per argument drawn from its declared domain (standard normal where
+        none is declared) at ``sample_shape``."""
+        return tuple(domain_of(cls, name).sample(rng, cls.sample_shape, dtype) for name in cls.arguments)
 
     # -- helpers for subclasses ----------------------------------------------------------------
     def _check_arity(self, arrays: Sequence[Any]) -> None:
