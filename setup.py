@@ -7,6 +7,7 @@ Source builds use -march=native unless LOSSENGINE_PORTABLE=1, and glibc's libmve
 the probe finds it. Set LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
 """
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -73,9 +74,35 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def render_templates():
+    """pyx/*.pyx.tp -> pyx/*.pyx (Tempita, as scikit-learn builds its losses), and each family's type
+    stub lossengine/_<family>.pyi from lossengine/_<family>.pyi.tp with the same loss table (the
+    template's first ``{{py: ...}}`` block), so the stub lists exactly the kernels the module has.
+    The rendered files are build products."""
+    from Cython import Tempita
+
+    def write(target, rendered):
+        if not target.exists() or target.read_text() != rendered:
+            target.write_text(rendered)
+
+    for template in sorted((HERE / "pyx").glob("*.pyx.tp")):
+        source = template.read_text()
+        text = Tempita.sub(source, name=str(template.relative_to(HERE)))
+        write(template.with_suffix(""),
+              f"# Generated from {template.name} by setup.py: edit the template, not this file.\n" + text)
+        stub = HERE / "lossengine" / f"_{template.with_suffix('').stem}.pyi.tp"
+        if stub.exists():
+            table = {}
+            exec(re.search(r"\{\{py:\n(.*?)\n\}\}", source, re.S).group(1), table)
+            table = {k: v for k, v in table.items() if k.isupper()}
+            write(stub.with_suffix(""), Tempita.sub(stub.read_text(), name=str(stub.relative_to(HERE)), **table))
+
+
 def extensions():
     import numpy
     from Cython.Build import cythonize
+
+    render_templates()
 
     only = {s for s in os.environ.get("LOSSENGINE_BUILD_ONLY", "").split(",") if s}
     exts = [

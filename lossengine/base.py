@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from . import _arrays
+from .declaration import declared_options, make_init, options_repr
 from .domains import domain_of
 
 
@@ -103,33 +104,100 @@ class Loss:
 # ``wrt`` sentinel for FusedLoss._compute: the value only, no gradient.
 FORWARD_ONLY = object()
 
+# torch's deprecated constructor arguments: refused with a pointer to ``reduction``.
+_DEPRECATED_REDUCTION_ARGS = ("size_average", "reduce")
+
 
 class FusedLoss(Loss):
-    """A loss whose forward, backward and forward_backward are each one ``_compute`` pass.
+    """The compute skeleton every family shares: forward, backward and forward_backward are each one
+    ``_compute``, a template method whose family hooks are
 
-    ``_compute(arrays, want_value, wrt, grad_output)`` returns (value or None, gradient(s) or None);
-    ``wrt is FORWARD_ONLY`` asks for the value alone. Every built-in family derives from this.
+    ``_plan(arrays) -> plan``
+        the arguments normalized for the kernel (through lossengine/_arrays.py); the plan has at
+        least ``.dtype`` (the compute dtype) and ``.loss_shape`` (the 'none' loss's shape);
+    ``_grad_buffer(plan, name) -> ndarray``
+        the empty array the kernel writes the gradient wrt ``name`` into;
+    ``_run(plan, grads, loss_out, upstream, scale) -> float``
+        one fused pass: fills ``loss_out`` ('none' with a value wanted, else None) and every buffer
+        in ``grads`` (name -> buffer), and returns the reduced value; the gradient is that of
+        sum(grad_output * loss), grad_output given as ``scale`` times the ``upstream`` operand;
+    ``_grad_result(plan, name, grad) -> ndarray``
+        the gradient as the caller receives it (the argument's shape and dtype).
+
+    A subclass that declares ``options`` (lossengine.declaration) gets its ``__init__``, signature
+    and ``repr`` from them; ``_options_parsed()`` runs after the options are stored.
     """
 
+    options: ClassVar[tuple] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "options" in cls.__dict__ and "__init__" not in cls.__dict__:
+            cls.__init__ = make_init(cls)
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        deprecated = [k for k in _DEPRECATED_REDUCTION_ARGS if k in kwargs]
+        if deprecated:
+            raise TypeError(
+                f"{cls.__name__}: {' and '.join(deprecated)} {'is' if len(deprecated) == 1 else 'are'} torch's "
+                f"deprecated way to choose the reduction and is not supported; pass reduction='mean', "
+                f"'sum' or 'none' instead (size_average=False means reduction='sum'; reduce=False, 'none')"
+            )
+        return super().__new__(cls)
+
+    def _options_parsed(self) -> None:
+        """Checks across options, after the generated __init__ stored them (none by default)."""
+
+    def _options_repr(self) -> str:
+        return options_repr(self) if declared_options(type(self)) else super()._options_repr()
+
+    # -- the public contract, each one pass ------------------------------------------------------
     def __call__(self, *arrays: Any):
         return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
 
     def forward(self, *arrays: Any):
+        """The loss value: a NumPy scalar of the input's dtype, or an array for reduction='none'."""
         return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
 
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        """Gradient(s) of sum(grad_output * loss) wrt the arguments named by ``wrt`` (None: the
+        first differentiable argument; a name: that one; a tuple of names: a tuple, in that order)."""
         return self._compute(arrays, False, wrt, grad_output)[1]
 
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+        """(value, gradient(s)) from one fused pass; ``grad_output`` and ``wrt`` as for backward."""
         return self._compute(arrays, True, wrt, grad_output)
 
+    # -- the skeleton ----------------------------------------------------------------------------
     def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
-        raise NotImplementedError(f"{type(self).__name__} does not implement _compute()")
+        if len(arrays) != len(self.arguments):
+            self._check_arity(arrays)
+        names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
+        plan = self._plan(arrays)
+        dtype = plan.dtype
+        if names:
+            scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, plan.loss_shape, dtype)
+        else:
+            scale, upstream = 1.0, _arrays.one(dtype)
+        grads = {name: self._grad_buffer(plan, name) for name in names}
+        loss_out = np.empty(plan.loss_shape, dtype) if want_value and self.reduction == "none" else None
+        total = self._run(plan, grads, loss_out, upstream, scale)
+        value = None
+        if want_value:
+            value = loss_out if loss_out is not None else dtype.type(total)
+        if not names:
+            return value, None
+        results = [self._grad_result(plan, name, grads[name]) for name in names]
+        return value, (results[0] if single else tuple(results))
 
-    def _begin(self, arrays, wrt: Any) -> tuple:
-        """The start every _compute shares: argument count, ``wrt``, the arguments as float arrays,
-        the compute dtype. Returns (wrt_names, single, given, dtype)."""
-        self._check_arity(arrays)
-        wrt_names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
-        given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
-        return wrt_names, single, given, _arrays.compute_dtype(given[0])
+    def _plan(self, arrays):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _plan()")
+
+    def _grad_buffer(self, plan, name: str) -> np.ndarray:
+        return np.empty(plan.loss_shape, plan.dtype)
+
+    def _run(self, plan, grads: dict, loss_out, upstream, scale: float) -> float:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _run()")
+
+    def _grad_result(self, plan, name: str, grad: np.ndarray) -> np.ndarray:
+        return grad

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -53,7 +53,8 @@ class NumpyElementwiseLoss(FusedLoss):
     Every method receives the arguments as float64 arrays of one common shape (the input's; arguments
     named in ``broadcast_arguments`` are broadcast to it, the others must match it). Set
     ``working_dtype = None`` to receive the caller's dtype instead (float32 stays float32; the
-    validator will hold that path to float64 accuracy).
+    validator will hold that path to float64 accuracy). It runs on the families' compute skeleton
+    (lossengine.base.FusedLoss): only the kernel is the author's NumPy code.
     """
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
@@ -73,73 +74,81 @@ class NumpyElementwiseLoss(FusedLoss):
         """(element_loss, element_partials) for forward_backward; override to share intermediates."""
         return self.element_loss(*arrays), self.element_partials(*arrays)
 
-    # -- the public contract -------------------------------------------------------------------
-    @classmethod
-    def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
-        return tuple(rng.standard_normal((3, 5)).astype(dtype) for _ in cls.arguments)
-
-    # -- the driver ----------------------------------------------------------------------------
-    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
-        wrt_names, single, given, dtype = self._begin(arrays, wrt)
+    # -- the skeleton's hooks ------------------------------------------------------------------
+    def _plan(self, arrays) -> _NumpyPlan:
+        given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
         shape = given[0].shape
         _arrays.require_same_shapes(self.arguments, given, self.broadcast_arguments)
+        dtype = _arrays.compute_dtype(given[0])
         work_dtype = dtype if self.working_dtype is None else np.dtype(self.working_dtype)
         # Fresh, writable copies of one shape: the author may compute in place without touching
         # the caller's arrays.
-        work = [self._working_copy(name, a, shape, work_dtype) for name, a in zip(self.arguments, given)]
+        work = [_working_copy(name, a, shape, work_dtype) for name, a in zip(self.arguments, given)]
+        return _NumpyPlan(dtype, shape, given, work)
 
-        if want_value and wrt_names:
-            per_element, partials = self.element_loss_and_partials(*work)
+    def _run(self, plan: _NumpyPlan, grads: dict, loss_out, upstream, scale: float) -> float:
+        want_value = loss_out is not None or self.reduction != "none"
+        if want_value and grads:
+            per_element, partials = self.element_loss_and_partials(*plan.work)
         elif want_value:
-            per_element, partials = self.element_loss(*work), None
+            per_element, partials = self.element_loss(*plan.work), None
         else:
-            per_element, partials = None, self.element_partials(*work)
-
-        n = math.prod(shape)
-        value = None
-        if want_value:
+            per_element, partials = None, self.element_partials(*plan.work)
+        shape, n = plan.loss_shape, math.prod(plan.loss_shape)
+        total = 0.0
+        if per_element is not None:
             per_element = np.broadcast_to(np.asarray(per_element), shape)
-            if self.reduction == "none":
-                value = np.array(per_element, dtype=dtype)
-            elif self.reduction == "sum":
-                value = dtype.type(np.sum(per_element, dtype=np.float64))
+            if loss_out is not None:
+                loss_out[...] = per_element
             else:
-                value = dtype.type(np.sum(per_element, dtype=np.float64) / n if n else math.nan)
-        if not wrt_names:
-            return value, None
+                total = float(np.sum(per_element, dtype=np.float64))
+                if self.reduction == "mean":
+                    total = total / n if n else math.nan
+        if grads:
+            partials = tuple(partials) if isinstance(partials, (tuple, list)) else (partials,)
+            if len(partials) != len(self.differentiable):
+                raise TypeError(f"{type(self).__name__}.element_partials returned {len(partials)} arrays for "
+                                f"differentiable={self.differentiable}")
+            if self.reduction == "mean" and n:
+                scale = scale / n
+            upstream = upstream.reshape(shape) if upstream.size == n and n != 1 else upstream.reshape(())
+            factor = scale * upstream.astype(np.float64)
+            for name, buffer in grads.items():
+                partial = np.asarray(partials[self.differentiable.index(name)], np.float64)
+                buffer[...] = np.broadcast_to(partial, shape) * factor
+        return total
 
-        partials = tuple(partials) if isinstance(partials, (tuple, list)) else (partials,)
-        if len(partials) != len(self.differentiable):
-            raise TypeError(f"{type(self).__name__}.element_partials returned {len(partials)} arrays for "
-                            f"differentiable={self.differentiable}")
-        scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, shape, np.dtype(np.float64))
-        if self.reduction == "mean":
-            scale = scale / n if n else scale
-        upstream = upstream.reshape(shape) if upstream.size == n and n != 1 else upstream.reshape(())
-        results = []
-        for name in wrt_names:
-            k = self.arguments.index(name)
-            partial = np.broadcast_to(np.asarray(partials[self.differentiable.index(name)], np.float64), shape)
-            g = _arrays.unbroadcast(partial * (scale * upstream), given[k].shape)
-            results.append(np.array(g, dtype=_arrays.result_dtype(given[k], dtype)).reshape(given[k].shape))
-        return value, (results[0] if single else tuple(results))
+    def _grad_buffer(self, plan: _NumpyPlan, name: str) -> np.ndarray:
+        return np.empty(plan.loss_shape, np.float64)
+
+    def _grad_result(self, plan: _NumpyPlan, name: str, grad: np.ndarray) -> np.ndarray:
+        k = self.arguments.index(name)
+        g = _arrays.unbroadcast(grad, plan.given[k].shape)
+        return np.array(g, dtype=_arrays.result_dtype(plan.given[k], plan.dtype)).reshape(plan.given[k].shape)
 
 
-    @staticmethod
-    def _working_copy(name: str, arr: np.ndarray, shape: tuple, dtype) -> np.ndarray:
-        _arrays.require_broadcastable(name, arr.shape, shape)
-        return np.array(np.broadcast_to(arr, shape), dtype=dtype)  # always a copy
+class _NumpyPlan(NamedTuple):
+    dtype: np.dtype
+    loss_shape: tuple
+    given: list
+    work: list
+
+
+def _working_copy(name: str, arr: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+    _arrays.require_broadcastable(name, arr.shape, shape)
+    return np.array(np.broadcast_to(arr, shape), dtype=dtype)  # always a copy
 
 
 class CompiledElementwiseLoss(ElementwiseLoss):
     """An elementwise loss whose per-element function is compiled in a plugin (see
-    lossengine/elementwise_api.pxd): it runs in the built-in driver, through ``ElementwiseLoss._compute``.
+    lossengine/elementwise_api.pxd): it runs in the built-in driver, as a ``_elementwise.Plugin`` kernel.
 
     Class attributes: ``element_function``, the PyCapsule from the plugin's
     ``element_fn_capsule(fn)``; optionally ``chunk_function``, from ``chunk_fn_capsule(chunk)``
     (the vectorizable form, strongly advised); plus ``name``, ``arguments``, ``differentiable`` and
     optionally ``broadcast_arguments`` as for any ElementwiseLoss. Options reach the element function
-    as doubles through ``element_params()``; extra operand arrays (weights) through ``_extra_operands``.
+    as doubles through ``element_params()``; option arrays (weights) ride along as extra operands
+    named in ``operand_options``.
     """
 
     element_function: ClassVar[Any] = None
@@ -149,10 +158,16 @@ class CompiledElementwiseLoss(ElementwiseLoss):
         """The doubles the element function receives as ``params``, in the order it reads them."""
         return ()
 
-    def _run_kernel(self, n, operands, *rest):
-        if len(operands) > _elementwise.PLUGIN_MAX_OPERANDS:
+    def _make_kernel(self):
+        operands = len(self.arguments) + len(self.operand_options)
+        if operands > _elementwise.PLUGIN_MAX_OPERANDS:
             raise ValueError(f"{type(self).__name__}: an element function takes at most "
-                             f"{_elementwise.PLUGIN_MAX_OPERANDS} operands, got {len(operands)}")
+                             f"{_elementwise.PLUGIN_MAX_OPERANDS} operands, got {operands}")
         params = np.ascontiguousarray(self.element_params(), dtype=np.float64).reshape(-1)
         cls = type(self)
-        return _elementwise.run_plugin(cls.element_function, cls.chunk_function, params, n, operands, *rest)
+        return _elementwise.Plugin(cls.element_function, cls.chunk_function, params, operands)
+
+    def _run(self, plan, grads, loss_out, upstream, scale):
+        # element_params() may read attributes the author changes at will: a fresh kernel per call.
+        self.__dict__.pop("_kernel_object", None)
+        return super()._run(plan, grads, loss_out, upstream, scale)

@@ -302,7 +302,7 @@ def test_value_errors():
     t = np.zeros(3, np.int64)
     with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
         le.CrossEntropyLoss(label_smoothing=1.5)
-    with pytest.raises(ValueError, match="only p == 1 and p == 2"):
+    with pytest.raises(ValueError, match="p must be one of 1, 2, got 3"):
         le.MultiMarginLoss(p=3)
     with pytest.raises(ValueError, match="weight should be defined either for all 4 classes"):
         le.CrossEntropyLoss(weight=np.ones(3))(x, t)

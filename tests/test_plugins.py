@@ -360,14 +360,14 @@ def test_compiled_plugin_refuses_a_foreign_capsule():
 
 def test_public_pxd_agrees_with_the_driver():
     """The plugin API is a typedef and two capsule names, declared in the public .pxd and
-    implemented in pyx/elementwise.pyx: the two must not drift apart."""
+    implemented in pyx/elementwise.pyx.tp: the two must not drift apart."""
     package = Path(le.__file__).parent
     pxd = (package / "elementwise_api.pxd").read_text()
     assert f'"{_elementwise.PLUGIN_CAPSULE_NAME}"' in pxd
     assert f'"{_elementwise.PLUGIN_CHUNK_CAPSULE_NAME}"' in pxd
     signature = "(const double* args, const double* params, double* partials) noexcept nogil"
     assert f"ctypedef double (*element_fn){signature}" in pxd
-    pyx = package.parent / "pyx" / "elementwise.pyx"
+    pyx = package.parent / "pyx" / "elementwise.pyx.tp"
     if pyx.exists():                          # a source checkout
         assert f"ctypedef double (*element_fn){signature}" in pyx.read_text()
     assert le.get_include() == str(package.parent)

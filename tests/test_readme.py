@@ -25,3 +25,11 @@ def test_logistic_regression_example_trains():
     assert claimed, "the example states its output"
     assert abs(float(claimed.group(2)) - namespace["accuracy"]) < 1e-9
     assert abs(float(claimed.group(1)) - float(namespace["loss"])) < 5e-5
+
+
+def test_loss_table_is_generated_from_the_declarations():
+    """The README's loss table is ``lossengine.losses.loss_table_markdown()``: a declaration change
+    that is not reflected in the README fails here (regenerate the table with that function)."""
+    from lossengine.losses import loss_table_markdown
+
+    assert loss_table_markdown() in README.read_text()

@@ -1,7 +1,32 @@
-"""Built-in losses, one module per kernel family."""
-from .elementwise import LOSSES as ELEMENTWISE_LOSSES
+"""Built-in losses, one module per kernel family. Each family module lists its classes in ``LOSSES``;
+everything else (the registry's built-ins, ``lossengine.__all__``, ``lossengine.functional``, the
+README's loss table) is derived from these lists and the classes' declarations."""
+from . import classification, elementwise
+from .classification import *  # noqa: F401,F403
+from .elementwise import *  # noqa: F401,F403
 
-BUILTIN_LOSSES = ELEMENTWISE_LOSSES
-from .classification import LOSSES as CLASSIFICATION_LOSSES
+FAMILIES = (elementwise, classification)
+BUILTIN_LOSSES = tuple(cls for family in FAMILIES for cls in family.LOSSES)
+__all__ = [name for family in FAMILIES for name in family.__all__ if name != "LOSSES"]
 
-BUILTIN_LOSSES = BUILTIN_LOSSES + CLASSIFICATION_LOSSES
+
+def _describe(option) -> str:
+    from ..declaration import REDUCTIONS
+
+    if option.name == "reduction":
+        text = "reduction" if option.examples == tuple(c for c in REDUCTIONS if c != "mean") else \
+            f"reduction ({option.constraint})"
+    else:
+        text = option.describe()
+    return text + (" (keyword-only)" if option.keyword_only else "")
+
+
+def loss_table_markdown() -> str:
+    """The README's table of built-in losses, from their declarations."""
+    from ..declaration import declared_options
+
+    rows = ["| class (registry key) | options | differentiable |", "|---|---|---|"]
+    for cls in BUILTIN_LOSSES:
+        options = ", ".join(_describe(o) for o in declared_options(cls))
+        rows.append(f"| `{cls.__name__}` (`{cls.name}`) | {options} | {', '.join(cls.differentiable)} |")
+    return "\n".join(rows)

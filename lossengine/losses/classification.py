@@ -20,18 +20,20 @@ import numpy as np
 
 from .. import _arrays, _classification
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FORWARD_ONLY, FusedLoss
+from ..base import FusedLoss
+from ..declaration import array, integer, real, reduction
+from ..domains import ClassIndex, Interval, LogSimplex, Simplex
 
-_KINDS = _classification.KINDS
-_DENOMINATORS = _classification.DENOMINATORS
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
-_ONES = {dt: np.ones(1, dt) for dt in _FLOAT_DTYPES}
+_MEAN_OVER = {"none": _classification.MEAN_NONE, "sum": _classification.MEAN_NONE,
+              "mean_weight": _classification.MEAN_OVER_WEIGHTS, "mean": _classification.MEAN_OVER_POSITIONS}
 
 
 class _Layout(NamedTuple):
-    kind: str
-    denominator: str
+    kernel: type                    # the lossengine._classification kernel class for these targets
+    denominator: str                # what 'mean' divides by: "mean" (positions) or "mean_weight"
     n_pos: int
     classes: int
     stride: int                     # class stride S
@@ -39,6 +41,8 @@ class _Layout(NamedTuple):
     t: np.ndarray | None            # float target, compute dtype, input's layout
     idx: np.ndarray | None          # int64 class indices
     loss_shape: tuple
+    dtype: np.dtype
+    target: Any                     # the target as given (for error messages and its gradient's shape)
     weight_row_step: int = 0
     weight: np.ndarray | None = None
 
@@ -72,53 +76,37 @@ def _operand(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return _arrays.contiguous(arr, dtype)
 
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return value
-
-
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    value = int(value)
-    if not np.iinfo(np.int64).min <= value <= np.iinfo(np.int64).max:
-        raise ValueError(f"{name} must fit in a 64-bit signed integer, got {value}")
-    return value
-
-
-def _class_weight(weight: Any) -> np.ndarray | None:
-    if weight is None:
-        return None
-    w = _arrays.float_array("weight", weight)
+def _class_weight(name: str, weight: Any) -> np.ndarray:
+    """A (C,) class-weight option: a private copy (later changes to the caller's array don't leak in)."""
+    w = _arrays.float_array(name, weight)
     if w.ndim != 1:
-        raise ValueError(f"weight must be a 1-D array of per-class weights, got shape {w.shape}")
+        raise ValueError(f"{name} must be a 1-D array of per-class weights, got shape {w.shape}")
     return np.array(w, dtype=np.float64 if w.dtype.itemsize >= 8 else np.float32, copy=True)
+
+
+def class_weight() -> Any:
+    return array("weight", parse=_class_weight)
 
 
 class ClassificationLoss(FusedLoss):
     """A loss over class scores along one axis, with a per-position target."""
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
+    options = (reduction(),)
+    reference: ClassVar[str] = "torch"
+    sample_shape = (6, 4)
     # Classes owning a (C,) class-weight option store it in self.weight.
     weight: np.ndarray | None = None
 
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__(reduction)
+    def _options_parsed(self) -> None:
         self._weight_cache: dict = {}
+        self._kernels: dict = {}
 
     # -- per-class hook ------------------------------------------------------------------------
     def _layout(self, input: np.ndarray, target: Any, dtype: np.dtype) -> _Layout:
         raise NotImplementedError
 
-    def _options(self, lay: _Layout) -> tuple:
-        """(label_smoothing, margin, p, ignore_index, weight_row_step) for the kernel."""
-        return (0.0, 0.0, 1, -100, lay.weight_row_step)
-
-    # -- the family's driver -------------------------------------------------------------------
+    # -- the family's hooks --------------------------------------------------------------------
     def _class_weight_for(self, dtype: np.dtype, classes: int) -> np.ndarray | None:
         """The class weights rounded to the compute dtype (as torch stores them), as float64."""
         if self.weight is None:
@@ -134,60 +122,46 @@ class ClassificationLoss(FusedLoss):
             self._weight_cache[dtype] = w
         return w
 
-    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
-        if len(arrays) != 2:
-            self._check_arity(arrays)
-        if wrt is FORWARD_ONLY:
-            wrt_names = ()
-        elif wrt is None:
-            wrt_names = ("input",)
-        else:
-            wrt_names, _ = self._resolve_wrt(wrt)
+    def _kernel(self, kernel_class: type):
+        """The kernel for these options, built once per instance and kernel class; the options it
+        takes are the loss's attributes of the same names (its ``fields``)."""
+        kernel = self._kernels.get(kernel_class)
+        if kernel is None:
+            kernel = self._kernels[kernel_class] = kernel_class(*[getattr(self, f) for f in kernel_class.fields])
+        return kernel
+
+    def _plan(self, arrays) -> _Layout:
         input = _fast_float("input", arrays[0])
         dtype = input.dtype if input.dtype in _FLOAT_DTYPES else _arrays.compute_dtype(input)
         lay = self._layout(input, arrays[1], dtype)
-        if "target" in wrt_names and lay.t is None:
+        if lay.weight is None and self.weight is not None:
+            lay = lay._replace(weight=self._class_weight_for(dtype, lay.classes))
+        return lay
+
+    def _grad_buffer(self, lay: _Layout, name: str) -> np.ndarray:
+        if name == "input":
+            return np.empty(lay.x.shape, lay.dtype)
+        if lay.t is None:
             raise ValueError(
                 f"wrt: 'target' is not differentiable for {type(self).__name__} when it holds class "
                 "indices (only class-probability targets have a gradient)"
             )
-        if wrt_names:
-            if type(grad_output) is float or type(grad_output) is int:
-                scale, upstream = float(grad_output), _ONES[dtype]
-            else:
-                scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, lay.loss_shape, dtype)
-        else:
-            scale, upstream = 1.0, _ONES[dtype]
-        gx = np.empty(input.shape, dtype) if "input" in wrt_names else None
-        gt = np.empty(lay.t.shape, dtype) if "target" in wrt_names else None
-        loss_out = np.empty(lay.loss_shape, dtype) if want_value and self.reduction == "none" else None
-        weight = lay.weight if lay.weight is not None else self._class_weight_for(dtype, lay.classes)
-        denominator = self.reduction
-        if denominator == "mean":
-            denominator = lay.denominator
+        return np.empty(lay.t.shape, lay.dtype)
 
-        value, bad = _classification.run(
-            _KINDS[lay.kind], _DENOMINATORS[denominator], lay.n_pos, lay.classes, lay.stride, lay.x,
-            lay.t, lay.idx, weight, gx, gt, loss_out, upstream, scale, self._options(lay),
-            get_num_threads(), PARALLEL_MIN_ELEMENTS,
-        )
+    def _run(self, lay: _Layout, grads: dict, loss_out, upstream, scale: float) -> float:
+        mean_over = _MEAN_OVER[lay.denominator if self.reduction == "mean" else self.reduction]
+        value, bad = self._kernel(lay.kernel).run(lay, grads.get("input"), grads.get("target"), loss_out,
+                                                  upstream, scale, mean_over, get_num_threads(),
+                                                  PARALLEL_MIN_ELEMENTS)
         if bad >= 0:
-            self._raise_bad_target(np.asarray(arrays[1]), lay, bad)
+            self._raise_bad_target(np.asarray(lay.target), lay, bad)
+        return value
 
-        if want_value:
-            value = loss_out if self.reduction == "none" else dtype.type(value)
-        if not wrt_names:
-            return value, None
-        grads = []
-        for name in wrt_names:
-            if name == "input":
-                grads.append(gx if gx.dtype == _arrays.result_dtype(input, dtype)
-                             else gx.astype(_arrays.result_dtype(input, dtype)))
-            else:
-                tgt = np.asarray(arrays[1])
-                grads.append(gt.reshape(tgt.shape).astype(_arrays.result_dtype(tgt, dtype), copy=False))
-        single = wrt is None or isinstance(wrt, str)
-        return value, (grads[0] if single else tuple(grads))
+    def _grad_result(self, lay: _Layout, name: str, grad: np.ndarray) -> np.ndarray:
+        if name == "input":     # the input's shape, and its dtype is the compute dtype
+            return grad
+        target = np.asarray(lay.target)
+        return grad.reshape(target.shape).astype(_arrays.result_dtype(target, lay.dtype), copy=False)
 
     def _valid_classes(self, classes: int) -> str:
         return f"class indices must lie in [0, {classes})"
@@ -199,9 +173,6 @@ class ClassificationLoss(FusedLoss):
         raise IndexError(
             f"Target {value} is out of bounds at position {position}: {self._valid_classes(lay.classes)}"
         )
-
-    def _options_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
 
 
 def _index_layout_shapes(input: np.ndarray, target: np.ndarray, loss_name: str) -> tuple:
@@ -227,18 +198,15 @@ def _index_layout_shapes(input: np.ndarray, target: np.ndarray, loss_name: str) 
 
 class _IndexTargetLoss(ClassificationLoss):
     """NLL and cross-entropy: weight and ignore_index, 'mean' weighted by w[target]."""
+    options = (class_weight(), integer("ignore_index", -100, examples=(1,)), reduction())
+    domains = {"target": ClassIndex("input", 1)}
 
-    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        self.weight = _class_weight(weight)
-        self.ignore_index = _int("ignore_index", ignore_index)
-
-    def _index_layout(self, input: np.ndarray, target: Any, dtype: np.dtype, kind: str) -> _Layout:
+    def _index_layout(self, input: np.ndarray, target: Any, dtype: np.dtype, kernel: type) -> _Layout:
         target = _target(target)
         idx = _indices(target)
         n_pos, classes, stride, loss_shape = _index_layout_shapes(input, target, self.name)
-        return _Layout(kind, "mean_weight", n_pos, classes, stride, _operand(input, dtype), None,
-                       idx, loss_shape)
+        return _Layout(kernel, "mean_weight", n_pos, classes, stride, _operand(input, dtype), None,
+                       idx, loss_shape, dtype, target)
 
     def mean_denominator(self, input: Any, target: Any) -> float | None:
         """torch's 'mean' for class indices: the sum of weight[t] over non-ignored positions."""
@@ -251,30 +219,18 @@ class _IndexTargetLoss(ClassificationLoss):
     def _valid_classes(self, classes: int) -> str:
         return f"class indices must lie in [0, {classes}) or equal ignore_index={self.ignore_index}"
 
-    def _options_repr(self) -> str:
-        return (f"weight={'None' if self.weight is None else 'array'}, ignore_index={self.ignore_index}, "
-                f"reduction={self.reduction!r}")
-
 
 class NLLLoss(_IndexTargetLoss):
     """-weight[t] input[t] per position; 'mean' divides by the sum of weight[t] (ignored excluded)."""
     name = "nll_loss"
+    domains = {"input": LogSimplex(1), "target": ClassIndex("input", 1)}
 
     def _layout(self, input, target, dtype):
-        return self._index_layout(input, target, dtype, "nll")
-
-    def _options(self, lay):
-        return (0.0, 0.0, 1, self.ignore_index, 0)
+        return self._index_layout(input, target, dtype, _classification.NLL)
 
     # Weighted and ignoring configurations: 'mean' is torch's weighted mean (see mean_denominator).
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5])}, {"ignore_index": 1},
                      {"weight": np.array([0.5, 2.0, 1.0, 1.5]), "ignore_index": 2})
-
-    @classmethod
-    def sample_inputs(cls, rng, dtype):
-        logits = rng.standard_normal((6, 4))
-        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return log_probs.astype(dtype), rng.integers(0, 4, size=6)
 
 
 class NLLLoss2d(NLLLoss):
@@ -291,13 +247,9 @@ class CrossEntropyLoss(_IndexTargetLoss):
     a float target of the input's shape holds class probabilities instead (torch's rule)."""
     name = "cross_entropy"
     differentiable = ("input", "target")
-
-    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0) -> None:
-        super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)
-        self.label_smoothing = _real("label_smoothing", label_smoothing)
-        if not 0.0 <= self.label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {self.label_smoothing!r}")
+    options = _IndexTargetLoss.options + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),)
+    # Class probabilities: the target is differentiable too, so the validator checks both.
+    domains = {"target": Simplex(1)}
 
     def _layout(self, input, target, dtype):
         t = _target(target)
@@ -312,28 +264,16 @@ class CrossEntropyLoss(_IndexTargetLoss):
             classes = input.shape[0] if input.ndim == 1 else input.shape[1]
             stride = math.prod(input.shape[2:])
             loss_shape = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
-            return _Layout("ce_prob", "mean", math.prod(loss_shape), classes, stride,
-                           _operand(input, dtype), _operand(t, dtype), None, loss_shape)
+            return _Layout(_classification.CrossEntropyProb, "mean", math.prod(loss_shape), classes, stride,
+                           _operand(input, dtype), _operand(t, dtype), None, loss_shape, dtype, target)
         if t.dtype.kind in "iu" and t.shape == input.shape and input.ndim > 0:
             raise TypeError(
                 f"target has the input's shape {input.shape}, so it must hold class probabilities "
                 f"(a float array), got dtype {t.dtype}"
             )
-        return self._index_layout(input, t, dtype, "ce_index")
-
-    def _options(self, lay):
-        return (self.label_smoothing, 0.0, 1, self.ignore_index, 0)
-
-    def _options_repr(self) -> str:
-        return super()._options_repr() + f", label_smoothing={self.label_smoothing!r}"
+        return self._index_layout(input, t, dtype, _classification.CrossEntropyIndex)
 
     check_options = ({"label_smoothing": 0.2}, {"weight": np.array([0.5, 2.0, 1.0, 1.5]), "label_smoothing": 0.1})
-
-    @classmethod
-    def sample_inputs(cls, rng, dtype):
-        # Class probabilities: the target is differentiable too, so the validator checks both.
-        return (rng.standard_normal((6, 4)).astype(dtype),
-                rng.dirichlet(np.ones(4), size=6).astype(dtype))
 
 
 def _vector_layout_shapes(input: np.ndarray, loss_name: str) -> tuple:
@@ -348,15 +288,10 @@ def _vector_layout_shapes(input: np.ndarray, loss_name: str) -> tuple:
 class MultiMarginLoss(ClassificationLoss):
     """sum_{j != t} weight[t] max(0, margin - x[t] + x[j])^p / C per row (p in {1, 2})."""
     name = "multi_margin_loss"
-
-    def __init__(self, p: int = 1, margin: float = 1.0, weight: Any = None, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        p = _int("p", p)
-        if p not in (1, 2):
-            raise ValueError(f"only p == 1 and p == 2 are supported, got p={p}")
-        self.p = p
-        self.margin = _real("margin", margin)
-        self.weight = _class_weight(weight)
+    options = (integer("p", 1, choices=(1, 2), examples=(2,)), real("margin", 1.0, examples=(0.7,)),
+               class_weight(), reduction())
+    domains = {"target": ClassIndex("input", 1)}
+    sample_shape = (6, 5)
 
     def _layout(self, input, target, dtype):
         target = _target(target)
@@ -367,21 +302,10 @@ class MultiMarginLoss(ClassificationLoss):
                 f"{self.name}: input of shape {input.shape} takes {n_pos} class-index target(s) "
                 f"({'(N,)' if input.ndim == 2 else '() or (1,)'}), got target of shape {target.shape}"
             )
-        return _Layout("multi_margin", "mean", n_pos, classes, 1, _operand(input, dtype), None, idx,
-                       target.shape)
-
-    def _options(self, lay):
-        return (0.0, self.margin, self.p, -100, 0)
-
-    def _options_repr(self) -> str:
-        return (f"p={self.p}, margin={self.margin!r}, weight={'None' if self.weight is None else 'array'}, "
-                f"reduction={self.reduction!r}")
+        return _Layout(_classification.MultiMargin, "mean", n_pos, classes, 1, _operand(input, dtype), None, idx,
+                       target.shape, dtype, target)
 
     check_options = ({"p": 2, "margin": 0.7, "weight": np.array([0.5, 2.0, 1.0, 1.5, 0.3])},)
-
-    @classmethod
-    def sample_inputs(cls, rng, dtype):
-        return rng.standard_normal((6, 5)).astype(dtype), rng.integers(0, 5, size=6)
 
 
 class MultiLabelMarginLoss(ClassificationLoss):
@@ -397,14 +321,15 @@ class MultiLabelMarginLoss(ClassificationLoss):
             raise ValueError(
                 f"{self.name}: target must have the input's shape {input.shape}, got {target.shape}"
             )
-        return _Layout("multilabel_margin", "mean", n_pos, classes, 1, _operand(input, dtype), None, idx,
-                       input.shape[:1] if input.ndim == 2 else ())
+        return _Layout(_classification.MultiLabelMargin, "mean", n_pos, classes, 1, _operand(input, dtype), None,
+                       idx, input.shape[:1] if input.ndim == 2 else (), dtype, target)
 
     def _valid_classes(self, classes: int) -> str:
         return f"target entries must lie in [0, {classes}) or be -1 (end of the row's list)"
 
     @classmethod
     def sample_inputs(cls, rng, dtype):
+        # Rows list 1 to 3 distinct classes, then -1: a shape of data no per-argument domain states.
         x = rng.standard_normal((4, 5))
         target = np.full((4, 5), -1)
         for i in range(4):
@@ -417,10 +342,9 @@ class MultiLabelSoftMarginLoss(ClassificationLoss):
     """sum_c weight_c (-(y log sigmoid(x) + (1 - y) log sigmoid(-x))) / C over the last axis."""
     name = "multilabel_soft_margin_loss"
     differentiable = ("input", "target")
-
-    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        self.weight = None if weight is None else _arrays.float_array("weight", weight).copy()
+    options = (array("weight", parse=lambda n, v: _arrays.float_array(n, v).copy()), reduction())
+    domains = {"target": Interval(0.0, 1.0)}
+    sample_shape = (3, 4)
 
     def _layout(self, input, target, dtype):
         t = _fast_float("target", target)
@@ -439,20 +363,14 @@ class MultiLabelSoftMarginLoss(ClassificationLoss):
             else:
                 weight = np.ascontiguousarray(np.broadcast_to(w, input.shape), dtype=np.float64)
                 step = classes
-        return _Layout("multilabel_soft_margin", "mean", math.prod(loss_shape), classes, 1,
-                       _operand(input, dtype), _operand(t, dtype), None, loss_shape, step, weight)
-
-    def _options_repr(self) -> str:
-        return f"weight={'None' if self.weight is None else 'array'}, reduction={self.reduction!r}"
+        return _Layout(_classification.MultiLabelSoftMargin, "mean", math.prod(loss_shape), classes, 1,
+                       _operand(input, dtype), _operand(t, dtype), None, loss_shape, dtype, target, step, weight)
 
     def _class_weight_for(self, dtype, classes):
         return None     # its weight broadcasts to the input (see _layout), not a (C,) class weight
 
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5])},)
 
-    @classmethod
-    def sample_inputs(cls, rng, dtype):
-        return (rng.standard_normal((3, 4)).astype(dtype), rng.uniform(0.0, 1.0, (3, 4)).astype(dtype))
-
 
 LOSSES = (CrossEntropyLoss, NLLLoss, MultiMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss)
+__all__ = ["ClassificationLoss", "NLLLoss2d", "LOSSES"] + [cls.__name__ for cls in LOSSES]
