@@ -453,10 +453,10 @@ class Registry:
     def unregister(self, name: str) -> type:
         self._load()
         with self._lock:
-            if getattr(self._hook, "depth", 0):
-                raise RuntimeError(f"a plugin's hook may not unregister losses (tried {name!r})")
             if name in self._builtin:
                 raise ValueError(f"{name!r} is a built-in loss: built-in names are reserved and cannot be unregistered")
+            if getattr(self._hook, "depth", 0):
+                raise RuntimeError(f"a plugin's hook may not unregister losses (tried {name!r})")
             if name not in self._entries:
                 raise KeyError(f"no loss named {name!r}")
             return self._entries.pop(name).loss_class
