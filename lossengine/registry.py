@@ -131,10 +131,10 @@ def _new_manager(disabled: Iterable[str] = ()) -> pluggy.PluginManager:
     return manager
 
 
-def _call_hook(manager: pluggy.PluginManager, plugin: object, registrar: Registrar) -> None:
-    """Run ``plugin``'s marked hookimpls -- and no other plugin's -- through the manager."""
+def _hook_caller(manager: pluggy.PluginManager, plugin: object) -> pluggy.HookCaller:
+    """The hook caller that runs ``plugin``'s marked hookimpls -- and no other plugin's."""
     others = [p for p in manager.get_plugins() if p is not plugin]
-    manager.subset_hook_caller(HOOK_NAME, remove_plugins=others)(register=registrar)
+    return manager.subset_hook_caller(HOOK_NAME, remove_plugins=others)
 
 
 def _disabled_plugins() -> set[str]:
@@ -192,10 +192,15 @@ class Registry:
         with self._lock:
             start = self._manager is None
             if start:
-                manager = self._manager = _new_manager(_disabled_plugins())
+                # The built-ins cannot be disabled: their names are the reserved ones.
+                manager = self._manager = _new_manager(_disabled_plugins() - {BUILTIN_SOURCE})
                 self._discovered = threading.Event()
                 self._discoverer = threading.get_ident()
-                self._load_builtins(manager)
+                try:
+                    self._load_builtins(manager)
+                except BaseException:
+                    self.reset()
+                    raise
             manager, discovered = self._manager, self._discovered
         if start:
             try:
@@ -212,7 +217,7 @@ class Registry:
     def _load_builtins(self, manager: pluggy.PluginManager) -> None:
         manager.register(_builtin_plugin, name=BUILTIN_SOURCE)
         registrar = Registrar(BUILTIN_SOURCE, BUILTIN_SOURCE)
-        _call_hook(manager, _builtin_plugin, registrar)
+        _hook_caller(manager, _builtin_plugin)(register=registrar)
         # Built-ins skip the runtime validator: the test suite validates them.
         self._entries.update({n: Registration(c, BUILTIN_SOURCE, BUILTIN_SOURCE) for n, c in registrar.staged.items()})
         self._builtin = frozenset(registrar.staged)
@@ -221,7 +226,13 @@ class Registry:
     def _discover(self, manager: pluggy.PluginManager) -> None:
         if os.environ.get(_CHILD_ENV) == "1":
             return
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as exc:  # broken metadata of some installed distribution
+            self._record(manager, ENTRY_POINT_GROUP, f"listing the {ENTRY_POINT_GROUP!r} entry points raised "
+                         f"{_exception_text(exc)}; no plugin was loaded")
+            return
+        for ep in entry_points:
             dist = ep.dist.name if ep.dist is not None else ep.name
             if manager.is_blocked(ep.name):
                 continue
@@ -267,10 +278,11 @@ class Registry:
                 return None
             source = source or name
             self._plugin_sources[name] = source
+            hook = _hook_caller(manager, plugin)  # under the lock: another thread may (un)register plugins
         registrar = Registrar(name, source)
         self._hook.depth = getattr(self._hook, "depth", 0) + 1
         try:
-            _call_hook(manager, plugin, registrar)
+            hook(register=registrar)
         except BaseException as exc:  # noqa: B036 - one plugin must not take the others (or the host) down
             self._record(manager, name, f"its {HOOK_NAME} hook raised {_exception_text(exc)}" + _from(source, name))
             return name
@@ -549,7 +561,7 @@ def _child_main(request: dict) -> None:
     manager = _new_manager()
     manager.register(plugin, name=request["plugin"])
     registrar = Registrar(request["plugin"], request["plugin"])
-    _call_hook(manager, plugin, registrar)
+    _hook_caller(manager, plugin)(register=registrar)
     check = _checker()
     for loss_name in request["names"]:
         report = check(registrar.staged[loss_name])

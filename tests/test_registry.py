@@ -128,9 +128,10 @@ def test_each_hook_is_called_alone_and_receives_a_typed_registrar(clean_registry
 
 def test_disabled_plugins_are_blocked_in_the_manager(install, monkeypatch):
     install("good", "raise AssertionError('a disabled plugin must not be imported')\n")
-    monkeypatch.setenv("LOSSENGINE_DISABLE_PLUGINS", "good,other")
+    monkeypatch.setenv("LOSSENGINE_DISABLE_PLUGINS", "good,other,lossengine")
     manager = le.registry.plugin_manager()
     assert manager.is_blocked("good") and manager.is_blocked("other")
+    assert le.registry.get("mse_loss") is le.MSELoss         # the built-ins cannot be disabled
     assert le.registry.failures() == {}
     with pytest.raises(ValueError, match="blocked"):
         le.registry.register_plugin(plugin_module(lambda register: None), "other")
