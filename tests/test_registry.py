@@ -265,6 +265,18 @@ def test_a_plugin_calling_sys_exit_on_import_does_not_end_the_host(install):
     assert "SystemExit(3)" in le.registry.failures()["exits"]
 
 
+def test_register_turns_a_loss_that_exits_into_a_rejection(clean_registry):
+    class Exits(Cube):
+        name = "test_exits_in_forward"
+
+        def element_loss(self, x, y):
+            sys.exit("a loss must not end the host")
+
+    with pytest.raises(le.LossValidationError, match="SystemExit"):
+        le.registry.register(Exits)
+    assert "test_exits_in_forward" not in le.registry.names()
+
+
 def test_a_keyboard_interrupt_in_a_hook_is_recorded_once_and_does_not_poison_the_registry(install):
     install("interrupts", """
         import lossengine as le
