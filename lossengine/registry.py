@@ -284,6 +284,9 @@ class Registry:
         try:
             hook(register=registrar)
         except BaseException as exc:  # noqa: B036 - one plugin must not take the others (or the host) down
+            with self._lock:
+                if manager.get_plugin(name) is plugin:  # nothing of it stays behind
+                    manager.unregister(plugin)
             self._record(manager, name, f"its {HOOK_NAME} hook raised {_exception_text(exc)}" + _from(source, name))
             return name
         finally:

@@ -293,6 +293,7 @@ def test_a_keyboard_interrupt_in_a_hook_is_recorded_once_and_does_not_poison_the
             assert le.registry.get("mse_loss") is le.MSELoss
             assert "mse_loss" in le.registry.names()
     assert le.registry.failures()["interrupts"].count("KeyboardInterrupt") == 1
+    assert le.registry.plugin_manager().get_plugin("interrupts") is None
 
 
 def test_a_slow_plugin_import_does_not_block_another_threads_get(install, monkeypatch):
@@ -322,10 +323,14 @@ def test_a_slow_plugin_import_does_not_block_another_threads_get(install, monkey
         getter.join(30)
         # Served while the plugin's import is still blocked.
         assert results.get("mse") is le.MSELoss and not gate.release.is_set()
+        # A name not served yet waits for discovery instead of failing.
+        waiter = threading.Thread(target=lambda: results.setdefault("cube", le.registry.get("test_plugin_cube")))
+        waiter.start()
     finally:
         gate.release.set()
         loader.join(60)
-    assert "test_plugin_cube" in results["names"]
+    waiter.join(60)
+    assert "test_plugin_cube" in results["names"] and results.get("cube") is Cube
 
 
 CRASHES = """
