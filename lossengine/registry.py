@@ -46,7 +46,7 @@ from typing import Callable, Iterable
 import pluggy
 
 from . import _builtin_plugin, hookspecs, validation
-from ._structure import is_registry_name, structural_problems
+from ._structure import structural_problems
 from .base import Loss
 
 __all__ = ["Registry", "Registrar", "Registration", "PluginLoadWarning", "ENTRY_POINT_GROUP", "BUILTIN_SOURCE",

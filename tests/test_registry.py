@@ -16,7 +16,7 @@ import pytest
 import lossengine as le
 from lossengine import cli, registry, validation
 
-from test_plugins import BrokenCube, Cube
+from test_plugins import Cube
 
 TESTS = Path(__file__).parent
 
