@@ -15,16 +15,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in registry.names():
         cls = registry.get(name)
-        source = registry.source(name)
+        # registry.source's own word: "lossengine" for built-ins, else the distribution's name.
         rows.append((name, cls.__name__, ", ".join(cls.arguments), ", ".join(cls.differentiable),
-                     "built-in" if source == registry.BUILTIN_SOURCE else source))
+                     registry.source(name)))
     header = ("name", "class", "arguments", "differentiable", "source")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     failures = registry.failures()
+    refused = [(plugin, line) for plugin, reason in sorted(failures.items()) for line in reason.splitlines()
+               if line.startswith("loss ") and (" refused: " in line or " rejected by the validator" in line)]
+    if refused:
+        print("\nlosses not served (rejected by the validator, or refused because the name was taken):")
+        for plugin, line in refused:
+            print(f"  {plugin}: {line.rstrip(':')}")
     if failures:
-        print("\nplugins that failed to load, or whose losses the validator rejected:")
+        print("\nplugins that failed to load, whose losses the validator rejected, or whose names collided:")
         for plugin, reason in sorted(failures.items()):
             lines = reason.splitlines()
             print(f"  {plugin}: {lines[0]}")
