@@ -18,8 +18,8 @@ sample inputs' business: they must keep every element farther than the step from
 Beyond the gradient: 'sum'/'mean' against 'none' (the 1/N of the 'mean' gradient), linearity in
 grad_output, wrt selection and order, shapes and dtypes, float32 against float64, forward_backward
 against forward and backward, inputs unmodified, results not aliasing inputs or earlier results,
-bit-identical repeats and thread counts (for elementwise losses also on inputs large enough to run
-in parallel), and finiteness over several sample draws. tests/test_validator_catches.py holds one
+bit-identical repeats and thread counts (also on inputs large enough to run in parallel, for every
+family: see ``_large_inputs``), and finiteness over several sample draws. tests/test_validator_catches.py holds one
 deliberately buggy loss per bug class, each caught by the check named for it.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ REDUCTION_RTOL = 1e-10  # 'sum'/'mean' vs the sum/mean of 'none'
 SCALAR_GRAD_OUTPUT = 0.7
 GRAD_OUTPUT_RTOL = 1e-12  # backward(c * g) vs c * backward(g)
 FINITE_SEEDS = 4        # sample draws the finiteness check looks at (the others use one)
+SHOWN_FAILURES = 8      # failures a report prints before "... and N more"
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,21 @@ class CheckReport:
         return not self.failures
 
     def __str__(self) -> str:
+        """The verdict, the root cause first, the first SHOWN_FAILURES failures and a count of the rest."""
         head = f"{self.loss}: {'ok' if self.ok else f'{len(self.failures)} failure(s)'} ({len(self.checks_run)} checks)"
-        return "\n".join([head] + [f"  {f}" for f in self.failures])
+        lines = [head] + [f"  {f}" for f in self.failures[:SHOWN_FAILURES]]
+        if len(self.failures) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(self.failures) - SHOWN_FAILURES} more failure(s)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "ok": self.ok, "checks_run": list(self.checks_run),
+                "failures": [{"check": f.check, "message": f.message} for f in self.failures]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CheckReport":
+        return cls(loss=data["loss"], checks_run=list(data["checks_run"]),
+                   failures=[Failure(f["check"], f["message"]) for f in data["failures"]])
 
 
 class LossValidationError(ValueError):
@@ -95,8 +109,15 @@ class _Case:
         return self.loss_class(**self.options, reduction=reduction or self.reduction)
 
     def inputs(self, dtype, draw: int = 0) -> tuple:
-        arrays = self.loss_class.sample_inputs(np.random.default_rng([self.seed, draw] if draw else self.seed), dtype)
-        return tuple(arrays)
+        """The sample inputs of one draw, drawn once per check() run (sample_inputs may be slow: the
+        checks ask for them thousands of times) and handed out as fresh copies, so a loss that
+        writes into its arguments cannot corrupt what later checks see."""
+        key = ("inputs", np.dtype(dtype).name, draw)
+        if key not in self.shared:
+            rng = np.random.default_rng([self.seed, draw] if draw else self.seed)
+            self.shared[key] = tuple(self.loss_class.sample_inputs(rng, dtype))
+        return tuple(np.array(a, copy=True, order="K") if isinstance(a, np.ndarray) else a
+                     for a in self.shared[key])
 
 
 _CHECKS: list[tuple[str, Callable[[_Case], Iterator[str]]]] = []
@@ -113,12 +134,34 @@ def check_names() -> list[str]:
     return [name for name, _ in _CHECKS]
 
 
+def _contract_problems(loss_class: type) -> list[str]:
+    """Pieces of the contract a class leaves out, each with its one-line fix."""
+    from .base import Loss
+
+    problems = []
+    for method, signature in (("forward", "forward(self, *arrays)"),
+                              ("backward", "backward(self, *arrays, grad_output=1.0, wrt=None)")):
+        if getattr(loss_class, method, None) is getattr(Loss, method):
+            problems.append(f"{loss_class.__name__} does not implement {method}(): define {signature}")
+    return problems
+
+
 def check(loss_class: type, *, seed: int = 0) -> CheckReport:
-    """Run every check on every configuration of ``loss_class``; never raises for a bad loss."""
+    """Run every check on every configuration of ``loss_class``; never raises for a bad loss.
+
+    Root causes stop what follows from them: a malformed class or a missing method is the whole
+    report, and a configuration whose sample inputs fail runs no further checks."""
+    from .base import Loss
     from .registry import structural_problems
 
     report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
-    problems = structural_problems(loss_class)
+    if isinstance(loss_class, Loss):
+        cls = type(loss_class).__name__
+        report.loss = cls
+        report.failures.append(Failure("structure", f"pass the class, not an instance: check({cls}), "
+                                                    f"not check({cls}(...))"))
+        return report
+    problems = structural_problems(loss_class) or _contract_problems(loss_class)
     if problems:
         report.failures += [Failure("structure", p) for p in problems]
         return report
@@ -130,9 +173,15 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
             report.checks_run.append(f"{name}:{case.label}")
             try:
                 messages = list(fn(case))
+            except NotImplementedError as exc:  # a missing piece: say it once, not per check
+                messages = [f"raised NotImplementedError: {exc}"]
+                report.failures += [Failure(name, f"{case.label}: {m}") for m in messages]
+                return report
             except Exception as exc:  # a loss that crashes a check fails it
                 messages = [f"raised {type(exc).__name__}: {exc}"]
             report.failures += [Failure(name, f"{case.label}: {m}") for m in messages]
+            if messages and name == "sample_inputs":
+                break  # every other check of this configuration would fail on the same inputs
     return report
 
 
@@ -156,12 +205,29 @@ def _as_tuple(grads, n: int) -> tuple:
     return grads
 
 
+def _num(x) -> str:
+    """A number as plain text: 0.25, not np.float64(0.25)."""
+    x = np.asarray(x)
+    if x.ndim:
+        return np.array2string(x, separator=", ", threshold=8)
+    return repr(x.item())
+
+
+def _ratio(got, expected) -> str:
+    """got/expected as a factor (1.01x is a rounding slip, 20x a missing scale), '' when undefined."""
+    g, e = float(got), float(expected)
+    if e == 0 or not np.isfinite(g) or not np.isfinite(e):
+        return ""
+    return f", got/expected = {g / e:.3g}x"
+
+
 def _worst(actual: np.ndarray, expected: np.ndarray) -> str:
-    err = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    err = np.abs(a - e)
     err = np.where(np.isnan(err), np.inf, err)
     j = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
-    return (f"worst at index {tuple(int(i) for i in j)}: got {np.asarray(actual)[j]!r}, "
-            f"expected {np.asarray(expected)[j]!r}")
+    return (f"worst at index {tuple(int(i) for i in j)}: got {_num(np.asarray(actual)[j])}, "
+            f"expected {_num(np.asarray(expected)[j])}{_ratio(a[j], e[j])}")
 
 
 def _close(actual, expected, rtol: float, atol: float = 0.0) -> bool:
@@ -253,28 +319,41 @@ def _float32(case: _Case):
 
 @_check("reductions_consistent")
 def _reductions(case: _Case):
-    # Runs once per configuration, on its 'none' case, when the loss offers all three.
-    if case.reduction != "none" or not {"mean", "sum"} <= set(case.loss_class.reductions):
+    # Each reduced configuration against its own 'none': 'sum' is the sum, 'mean' the sum over
+    # mean_denominator (the element count unless the loss declares a weighted mean), 'batchmean'
+    # the sum over input.shape[0] (torch's kl_div). Labelled with the reduction that is wrong.
+    reduction = case.reduction
+    if reduction == "none" or "none" not in case.loss_class.reductions:
         return
     arrays = case.inputs(np.float64)
     names = case.loss_class.differentiable
-    none, total, mean = case.make("none"), case.make("sum"), case.make("mean")
+    none, reduced = case.make("none"), case.make()
     per_element = np.asarray(none(*arrays), np.float64)
-    declared = mean.mean_denominator(*arrays)
-    n = per_element.size if declared is None else float(declared)
-    if not _close(total(*arrays), per_element.sum(), REDUCTION_RTOL, 1e-12):
-        yield f"'sum' value {total(*arrays)!r} != sum of 'none' {per_element.sum()!r}"
-    if n and not _close(mean(*arrays), per_element.sum() / n, REDUCTION_RTOL, 1e-12):
-        yield f"'mean' value {mean(*arrays)!r} != sum of 'none' / {n:g} = {per_element.sum() / n!r}"
+    if reduction == "sum":
+        n, what = 1.0, "sum of 'none'"
+    elif reduction == "mean":
+        declared = reduced.mean_denominator(*arrays)
+        n = float(per_element.size if declared is None else declared)
+        what = f"sum of 'none' / {n:g}"
+    elif reduction == "batchmean":
+        n = float(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 1.0
+        what = f"sum of 'none' / input.shape[0] = {n:g}"
+    else:
+        return
+    if not n:
+        return
+    value, expected = reduced(*arrays), per_element.sum() / n
+    if not _close(value, expected, REDUCTION_RTOL, 1e-12):
+        yield f"{reduction!r} value {_num(value)} != {what} = {_num(expected)}{_ratio(value, expected)}"
     ones = np.full(per_element.shape, SCALAR_GRAD_OUTPUT)
     g_none = _as_tuple(none.backward(*arrays, grad_output=ones, wrt=names), len(names))
-    g_sum = _as_tuple(total.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
-    g_mean = _as_tuple(mean.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
-    for name, gn, gs, gm in zip(names, g_none, g_sum, g_mean):
-        if not _close(gs, gn, REDUCTION_RTOL, 1e-14):
-            yield f"'sum' gradient wrt {name} != 'none' gradient with grad_output all {SCALAR_GRAD_OUTPUT}; {_worst(gs, gn)}"
-        if n and not _close(np.asarray(gm) * n, gs, REDUCTION_RTOL, 1e-14):
-            yield f"'mean' gradient wrt {name} is not the 'sum' gradient / {n}; {_worst(np.asarray(gm) * n, gs)}"
+    g_red = _as_tuple(reduced.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    for name, gn, gr in zip(names, g_none, g_red):
+        scaled = np.asarray(gr, np.float64) * n
+        if not _close(scaled, gn, REDUCTION_RTOL, 1e-14):
+            label = "the 'none' gradient" if n == 1 else f"the 'none' gradient / {n:g}"
+            yield (f"{reduction!r} gradient wrt {name} is not {label} (grad_output {SCALAR_GRAD_OUTPUT}); "
+                   f"{_worst(scaled, gn)}")
 
 
 @_check("forward_backward_fused")
@@ -439,27 +518,51 @@ def _shared(case: _Case, key: str, make, *args):
     return case.shared[key]
 
 
+LARGE_FRESH_DRAWS = 16  # fresh sample draws a large input is tiled from (sample_inputs may be slow)
+
+
 def _large_inputs(case: _Case, dtype):
-    """Inputs with more elements than the kernels' parallel cutoff: the class's own
-    ``large_sample_inputs(rng, dtype)`` if it has one; for elementwise losses, many sample draws
-    stacked along a new leading axis (elementwise semantics make that a valid input); else None.
-    Arguments that broadcast (not of the input's shape) are taken from the first draw.""" 
+    """Inputs with more elements than the kernels' parallel cutoff (PARALLEL_MIN_ELEMENTS elements;
+    for the classification family rows x classes), for every family:
+
+    - the class's own ``large_sample_inputs(rng, dtype)`` if it has one;
+    - with the default ``sample_inputs``, a draw from the declared domains at ``sample_shape`` with
+      its leading (batch) axis grown past the cutoff;
+    - for the built-in families (whose batch rows are independent), LARGE_FRESH_DRAWS sample draws
+      joined along the leading axis, tiled past the cutoff and the rows shuffled (one permutation
+      for every argument that has the batch axis): fresh, shuffled values, because a sum over a
+      repeated pattern can regroup without changing bits;
+    - else None (a plugin of another shape: give it ``large_sample_inputs``)."""
     from ._threads import PARALLEL_MIN_ELEMENTS
+    from .base import Loss
+    from .domains import domain_of
     from .extending import NumpyElementwiseLoss
+    from .losses.classification import ClassificationLoss
     from .losses.elementwise import ElementwiseLoss
 
     cls = case.loss_class
+    target = 2 * PARALLEL_MIN_ELEMENTS + 1
     if hasattr(cls, "large_sample_inputs"):
         return tuple(cls.large_sample_inputs(np.random.default_rng(case.seed), dtype))
-    if not issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss)):
-        return None
-    # Fresh draws, not copies of one: a sum over a repeated pattern regroups without changing bits.
     rng = np.random.default_rng([case.seed, 1 << 20])
-    first = tuple(cls.sample_inputs(rng, dtype))
-    shape = np.shape(first[0])
-    reps = -(-(2 * PARALLEL_MIN_ELEMENTS + 1) // max(1, int(np.prod(shape))))
-    draws = [first] + [tuple(cls.sample_inputs(rng, dtype)) for _ in range(reps - 1)]
-    return tuple(np.stack([d[k] for d in draws]) if np.shape(a) == shape else a for k, a in enumerate(first))
+    if getattr(cls.sample_inputs, "__func__", None) is Loss.sample_inputs.__func__ and len(cls.sample_shape):
+        shape = tuple(cls.sample_shape)
+        per_row = max(1, int(np.prod(shape[1:])))
+        big = (-(-target // per_row),) + shape[1:]
+        return tuple(domain_of(cls, name).sample(rng, big, dtype) for name in cls.arguments)
+    if not issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss, ClassificationLoss)):
+        return None
+    draws = [tuple(cls.sample_inputs(rng, dtype)) for _ in range(LARGE_FRESH_DRAWS)]
+    first = draws[0]
+    if not np.ndim(first[0]):
+        return None
+    rows = np.shape(first[0])[0]
+    batched = [np.ndim(a) >= 1 and np.shape(a)[0] == rows for a in first]
+    joined = tuple(np.concatenate([d[k] for d in draws]) if b else a for k, (a, b) in enumerate(zip(first, batched)))
+    per_row = max(1, int(np.prod(np.shape(first[0])[1:])))
+    reps = -(-target // (per_row * len(joined[0])))
+    order = rng.permutation(reps * len(joined[0]))
+    return tuple(np.concatenate([a] * reps)[order] if b else a for a, b in zip(joined, batched))
 
 
 @_check("finite_on_valid_domain")
@@ -483,8 +586,8 @@ def _finite(case: _Case):
 def _first_nonfinite(result, arrays, case: _Case) -> str:
     result = np.asarray(result)
     if result.ndim == 0:
-        return f"got {result!r}"
+        return f"got {_num(result)}"
     j = tuple(int(i) for i in np.argwhere(~np.isfinite(result))[0])
-    at = ", ".join(f"{n}={np.asarray(a)[j]!r}" for n, a in zip(case.loss_class.arguments, arrays)
+    at = ", ".join(f"{n}={_num(np.asarray(a)[j])}" for n, a in zip(case.loss_class.arguments, arrays)
                    if np.shape(a) == result.shape)
-    return f"first at index {j}: {result[j]!r}" + (f" ({at})" if at else "")
+    return f"first at index {j}: {_num(result[j])}" + (f" ({at})" if at else "")
