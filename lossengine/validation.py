@@ -24,8 +24,15 @@ deliberately buggy loss per bug class, each caught by the check named for it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
+import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -591,3 +598,94 @@ def _first_nonfinite(result, arrays, case: _Case) -> str:
     at = ", ".join(f"{n}={_num(np.asarray(a)[j])}" for n, a in zip(case.loss_class.arguments, arrays)
                    if np.shape(a) == result.shape)
     return f"first at index {j}: {_num(result[j])}" + (f" ({at})" if at else "")
+
+
+# -- the verdict cache --------------------------------------------------------------------------
+# A plugin class is checked once per process (weakly keyed by the class, so it never keeps a class
+# alive) and once per version of its code across processes: the on-disk verdict is keyed by the
+# bytes of every module file in the class's MRO (its own source, its bases', compiled kernels
+# included), the validator's source and lossengine's version. Classes without a module file, or
+# defined inside a function (two such classes can share one qualified name), use the in-process
+# cache only.
+_reports: "weakref.WeakKeyDictionary[type, CheckReport]" = weakref.WeakKeyDictionary()
+_reports_lock = threading.Lock()
+CACHE_ENV = "LOSSENGINE_CACHE_DIR"
+NO_CACHE_ENV = "LOSSENGINE_NO_VALIDATION_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where verdicts are stored: $LOSSENGINE_CACHE_DIR, else $XDG_CACHE_HOME/lossengine, else
+    ~/.cache/lossengine."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lossengine"
+
+
+def _cache_key(loss_class: type) -> str | None:
+    import sys
+
+    from . import __version__
+
+    if "<locals>" in getattr(loss_class, "__qualname__", "<locals>"):
+        return None
+    digest = hashlib.sha256(f"{__version__}\0{loss_class.__module__}\0{loss_class.__qualname__}".encode())
+    files = {__file__}
+    for klass in loss_class.__mro__:
+        path = getattr(sys.modules.get(klass.__module__), "__file__", None)
+        if klass is not object and not path:
+            return None
+        if path:
+            files.add(path)
+    try:
+        for path in sorted(files):
+            digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _read_cached(key: str) -> CheckReport | None:
+    try:
+        return CheckReport.from_dict(json.loads((cache_dir() / f"{key}.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cached(key: str, report: CheckReport) -> None:
+    """Atomically (a temporary file renamed over the target), so concurrent processes each see a
+    whole verdict or none; an unwritable cache directory just means no cache."""
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(report.to_dict(), f)
+            os.replace(tmp, folder / f"{key}.json")
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def cached_check(loss_class: type) -> CheckReport:
+    """``check(loss_class)``, reusing the verdict from this process or, for unchanged code, from an
+    earlier one. ``LOSSENGINE_NO_VALIDATION_CACHE=1`` forces a fresh check (and stores it)."""
+    fresh = os.environ.get(NO_CACHE_ENV, "") not in ("", "0")
+    if not fresh:
+        with _reports_lock:
+            report = _reports.get(loss_class)
+        if report is not None:
+            return report
+    key = _cache_key(loss_class) if isinstance(loss_class, type) else None
+    report = None if fresh or key is None else _read_cached(key)
+    if report is None:
+        report = check(loss_class)
+        if key is not None:
+            _write_cached(key, report)
+    if isinstance(loss_class, type):
+        with _reports_lock:
+            _reports[loss_class] = report
+    return report
