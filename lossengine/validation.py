@@ -15,7 +15,8 @@ Elements where the one-sided differences disagree sit on a kink (|x| at 0, a hin
 that is how losses with kinks pass without hand-written exclusions. Bounded domains are the
 sample inputs' business: they must keep every element farther than the step from its boundary.
 
-Beyond the gradient: 'sum'/'mean' against 'none' (the 1/N of the 'mean' gradient), linearity in
+Beyond the gradient: 'sum'/'mean'/'batchmean' against 'none' (the 1/N of the 'mean' gradient), and
+on a large input against the exactly rounded sum (summation-precision bugs), linearity in
 grad_output, wrt selection and order, shapes and dtypes, float32 against float64, forward_backward
 against forward and backward, inputs unmodified, results not aliasing inputs or earlier results,
 bit-identical repeats and thread counts (also on inputs large enough to run in parallel, for every
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import tempfile
 import threading
@@ -324,6 +326,22 @@ def _float32(case: _Case):
                    f"largest magnitude); {_worst(lo, hi)}")
 
 
+def _denominator(reduced, arrays, per_element) -> tuple[float, str]:
+    """What ``reduced`` divides the sum of its 'none' values by, and how to say so; (0, '') for a
+    reduction this module does not know."""
+    reduction = reduced.reduction
+    if reduction == "sum":
+        return 1.0, "sum of 'none'"
+    if reduction == "mean":
+        declared = reduced.mean_denominator(*arrays)
+        n = float(per_element.size if declared is None else declared)
+        return n, f"sum of 'none' / {n:g}"
+    if reduction == "batchmean":
+        n = float(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 1.0
+        return n, f"sum of 'none' / input.shape[0] = {n:g}"
+    return 0.0, ""
+
+
 @_check("reductions_consistent")
 def _reductions(case: _Case):
     # Each reduced configuration against its own 'none': 'sum' is the sum, 'mean' the sum over
@@ -336,17 +354,7 @@ def _reductions(case: _Case):
     names = case.loss_class.differentiable
     none, reduced = case.make("none"), case.make()
     per_element = np.asarray(none(*arrays), np.float64)
-    if reduction == "sum":
-        n, what = 1.0, "sum of 'none'"
-    elif reduction == "mean":
-        declared = reduced.mean_denominator(*arrays)
-        n = float(per_element.size if declared is None else declared)
-        what = f"sum of 'none' / {n:g}"
-    elif reduction == "batchmean":
-        n = float(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 1.0
-        what = f"sum of 'none' / input.shape[0] = {n:g}"
-    else:
-        return
+    n, what = _denominator(reduced, arrays, per_element)
     if not n:
         return
     value, expected = reduced(*arrays), per_element.sum() / n
@@ -505,7 +513,7 @@ def _deterministic(case: _Case):
         yield "two identical calls gave different bits"
     # The sample inputs are too small to wake a thread team (and a sum of 15 numbers rarely changes
     # bits when regrouped), so thread invariance is also checked on inputs past the parallel cutoff.
-    for label, arrays in (("sample inputs", arrays), ("large inputs", _shared(case, "large", _large_inputs, np.float64))):
+    for label, arrays in (("sample inputs", arrays), ("large inputs", _shared(case, "large-float64", _large_inputs, np.float64))):
         if arrays is None:
             continue
         counts = sorted({1, 2, 3, max(2, get_num_threads())})
@@ -570,6 +578,35 @@ def _large_inputs(case: _Case, dtype):
     reps = -(-target // (per_row * len(joined[0])))
     order = rng.permutation(reps * len(joined[0]))
     return tuple(np.concatenate([a] * reps)[order] if b else a for a, b in zip(joined, batched))
+
+
+LARGE_REDUCTION_RTOL = {"float32": 2e-6, "float64": 1e-12}  # times the mean |element| (the conditioning)
+
+
+@_check("reduction_precise_at_large_n")
+def _large_reduction(case: _Case):
+    # Summation-precision bugs (a float32 running sum, a naive loop) stay below every tolerance on
+    # 15 elements and appear past tens of thousands: the reduced value on the large inputs against
+    # the exactly rounded (math.fsum) sum of the 'none' values, in each dtype.
+    if case.reduction == "none" or "none" not in case.loss_class.reductions:
+        return
+    for dtype in (np.float32, np.float64):
+        arrays = _shared(case, f"large-{np.dtype(dtype).name}", _large_inputs, dtype)
+        if arrays is None:
+            return
+        reduced = case.make()
+        per_element = np.asarray(case.make("none")(*arrays), np.float64)
+        n, what = _denominator(reduced, arrays, per_element)
+        if not n:
+            return
+        exact = math.fsum(per_element.ravel()) / n
+        scale = math.fsum(np.abs(per_element).ravel()) / n
+        got = float(reduced(*arrays))
+        rtol = LARGE_REDUCTION_RTOL[np.dtype(dtype).name]
+        if not abs(got - exact) <= rtol * scale:
+            yield (f"{np.dtype(dtype).name} {case.reduction!r} value over {per_element.size} elements is "
+                   f"{got!r}, the exact {what} is {exact!r} (error {abs(got - exact) / (scale or 1):.2g} of the "
+                   f"mean |element|, allowed {rtol:g}): accumulate in float64")
 
 
 @_check("finite_on_valid_domain")
