@@ -90,3 +90,29 @@ def test_generated_numpy_plugin_passes_as_generated(tmp_path, monkeypatch):
 def test_bad_plugin_name_is_refused(tmp_path, capsys):
     assert main(["new-plugin", "Bad-Name", "--dir", str(tmp_path)]) == 2
     assert "lowercase identifier" in capsys.readouterr().err
+
+
+def test_generated_plugin_installs_and_registers(tmp_path):
+    # pip install into a venv (system site packages for numpy/pluggy); lossengine itself comes from
+    # this checkout through PYTHONPATH, so --no-deps (lossengine is not on an index).
+    main(["new-plugin", "gen_installed", "--dir", str(tmp_path)])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                              str(tmp_path / "lossengine-gen-installed")], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert install.returncode == 0, install.stderr
+    code = ("import lossengine as le; print(le.registry.source('gen_installed_loss'), "
+            "sorted(le.registry.failures()))")
+    out = subprocess.run([python, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["lossengine-gen-installed", "[]"]
+    # The generated test suite, now with the registered loss checked as well.
+    tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(tmp_path / "lossengine-gen-installed" / "tests")],
+                           env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert tests.returncode == 0 and "2 passed" in tests.stdout, tests.stdout + tests.stderr
