@@ -28,6 +28,10 @@ class Loss:
     # sample_inputs draws from them, at ``sample_shape`` (a ClassIndex argument drops the class axis).
     domains: ClassVar[dict] = {}
     sample_shape: ClassVar[tuple[int, ...]] = (3, 5)
+    # Deliberate, documented departures from the reference (torch), by a short key: what differs and
+    # why. Tests take their exclusions from here (``deviations["key"]`` as the xfail reason) rather
+    # than writing their own, so every exclusion is declared once, on the loss, and visible to users.
+    deviations: ClassVar[dict[str, str]] = {}
     # True for classes whose backward/forward_backward take every public form of ``wrt`` themselves
     # (the built-in families, via FusedLoss._begin). Otherwise a subclass's own backward and
     # forward_backward are wrapped so the author always receives ``wrt`` as a tuple of names and
