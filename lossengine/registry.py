@@ -142,14 +142,13 @@ def _disabled_plugins() -> set[str]:
 
 
 def _checker() -> Callable[[type], object]:
-    # The validator's cross-process verdict cache when it has one; looked up at call time.
-    return getattr(validation, "cached_check", validation.check)
+    # Looked up at call time, so tests can substitute the validator.
+    return validation.cached_check
 
 
 def _cached_verdict(loss_class: type):
     """A verdict the validator already holds for ``loss_class`` (None when it would have to run)."""
-    peek = getattr(validation, "cached_verdict", None)
-    return peek(loss_class) if peek is not None else None
+    return validation.cached_verdict(loss_class)
 
 
 def _crash_report(loss_class: type, why: str):

@@ -382,10 +382,7 @@ def test_soft_margin_is_exact_where_torch_overflows(dtype):
     assert_matches(grad, (-y).astype(dtype), dtype, "soft margin gradient")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "deliberate deviation: torch's soft_margin_loss computes log1p(exp(-x*y)), which is inf (value) "
-    "and NaN (gradient) for -x*y > log(max float), ~709.8 in float64 and ~88.7 in float32; "
-    "lossengine returns the finite, exact value"))
+@pytest.mark.xfail(strict=True, reason="deliberate deviation: " + le.SoftMarginLoss.deviations["torch_overflow"])
 @pytest.mark.parametrize("dtype", gold.DTYPES)
 def test_soft_margin_torch_overflow_is_a_deliberate_deviation(dtype):
     torch = pytest.importorskip("torch")
