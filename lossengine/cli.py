@@ -115,12 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("names", nargs="*", help="registry names, or module:Class for an unregistered loss (default: all)")
     p_check.add_argument("--all", action="store_true", help="check every registered loss")
     p_check.set_defaults(run=_cmd_check)
-    p_bench = sub.add_parser("bench", help="time forward_backward against torch/JAX/scikit-learn when installed")
-    p_bench.add_argument("names", nargs="*", help="registry names (default: mse_loss, binary_cross_entropy_with_logits)")
-    p_bench.add_argument("--sizes", default="1000,10000000", help="comma-separated element counts")
-    p_bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p_bench.add_argument("--repeat", type=int, default=20, help="timed calls per measurement (median reported)")
-    p_bench.set_defaults(run=_cmd_bench)
+    from .bench import add_subcommand
+
+    add_subcommand(sub).set_defaults(run=_cmd_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 
