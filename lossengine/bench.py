@@ -19,8 +19,10 @@ inputs at a given size and how each peer computes it; a registered loss without 
 (lossengine against torch, on its tiled sample inputs). A family adds its losses with one entry each,
 for example::
 
-    Case("triplet_margin_loss", classes=128, inputs=_embedding_triplets,
-         torch=_torch(), jax=_triplet_jax, numpy=_triplet_numpy)
+    Case("triplet_margin_loss", _triplets, sizes=((4096, 128),),
+         jax=_jax(_triplet_jax), numpy=_numpy(_triplet_np), no_peer={"sklearn": "..."})
+
+(torch needs no entry: its functional of the same name is the default).
 
 The pytest-benchmark suite (benchmarks/bench_losses.py) is generated from the same table.
 """
@@ -46,6 +48,7 @@ NOISY_SPREAD = 0.25
 SETTLE_SECONDS = 0.05
 # Timed calls per engine and case without --repeat: as many as fit the time budget, within these bounds.
 MIN_CALLS, MAX_CALLS = 6, 1000
+WARMUP_SECONDS = 0.005
 # Calls longer than this skip the per-block warm-up: a thread pool's wake-up is lost in them.
 LONG_CALL = 0.01
 
@@ -69,7 +72,12 @@ def interleaved_times(engines: dict[str, Callable[[], object]], repeat: int | di
             n = repeat[name] if isinstance(repeat, dict) else repeat
             time.sleep(SETTLE_SECONDS)
             if warmup[name] if isinstance(warmup, dict) else warmup:
+                # A few milliseconds of calls, not one: after the pause some engines (XLA) take tens of
+                # calls to come back to the speed a program calling them in a loop sees.
+                deadline = time.perf_counter() + WARMUP_SECONDS
                 fn()
+                while time.perf_counter() < deadline:
+                    fn()
             for _ in range(max(1, -(-n // rounds))):
                 start = time.perf_counter()
                 fn()
@@ -141,28 +149,26 @@ class Runner:
     convention (called once, outside the timing, to check the peer agrees with lossengine)."""
     call: Callable[[], Any]
     read: Callable[[Any], tuple] = lambda r: (np.asarray(r[0]), np.asarray(r[1]))
+    compiles: bool = False      # the first call compiles (JIT), so its time says nothing
 
 
-def _torch(**renamed: str) -> Callable:
-    """torch.nn.functional's function of the loss's name, given the lossengine options (renamed where
-    torch calls them otherwise), differentiated by torch.autograd.grad with respect to the input."""
-    def build(case: "Case", arrays: tuple, options: dict, threads: int) -> Runner:
-        import torch
+def _torch(case: "Case", arrays: tuple, options: dict, threads: int) -> Runner:
+    """torch.nn.functional's function of the loss's name with the same options (lossengine's are
+    torch's), differentiated by torch.autograd.grad with respect to a leaf input made once."""
+    import torch
 
-        fn = getattr(torch.nn.functional, case.loss, None)
-        if fn is None:
-            raise Skip(f"torch.nn.functional has no {case.loss}")
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-        x = tensors[0].requires_grad_(True)
-        kwargs = {renamed.get(k, k): v for k, v in options.items()}
+    fn = getattr(torch.nn.functional, case.loss, None)
+    if fn is None:
+        raise Skip(f"torch.nn.functional has no {case.loss}")
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    x = tensors[0].requires_grad_(True)
 
-        def call():
-            value = fn(x, *tensors[1:], **kwargs)
-            (grad,) = torch.autograd.grad(value, x)
-            return value, grad
+    def call():
+        value = fn(x, *tensors[1:], **options)
+        (grad,) = torch.autograd.grad(value, x)
+        return value, grad
 
-        return Runner(call, lambda r: (r[0].detach().numpy(), r[1].numpy()))
-    return build
+    return Runner(call, lambda r: (r[0].detach().numpy(), r[1].numpy()))
 
 
 def _jax(formula: Callable) -> Callable:
@@ -179,12 +185,12 @@ def _jax(formula: Callable) -> Callable:
         def call():
             return jax.block_until_ready(value_and_grad(*device_arrays))
 
-        return Runner(call)
+        return Runner(call, compiles=True)
     return build
 
 
 def _sklearn(make_loss: Callable, factor: float = 1.0) -> Callable:
-    """A ``sklearn._loss`` loss (``make_loss(arrays)``) whose per-sample loss is ``1/factor`` of the
+    """A ``sklearn._loss`` loss (``make_loss(input, options)``) whose per-sample loss is ``1/factor`` of the
     torch loss's (the half losses: factor 2); timed as ``loss_gradient`` into preallocated outputs."""
     def build(case: "Case", arrays: tuple, options: dict, threads: int) -> Runner:
         x, target = arrays
@@ -378,8 +384,9 @@ class Case:
     """One benchmarked loss configuration.
 
     ``inputs(rng, shape, dtype)`` builds the positional arrays for an input of ``shape``; ``sizes``
-    are the default sizes (element counts, or shapes); an element count becomes a shape through
-    ``classes`` (None: a 1-D input of that many elements; C: (count // C, C)). ``torch``, ``jax``,
+    are the default sizes: element counts (a 1-D input), or shapes, in which case an element count
+    asked for on the command line scales the first axis of the last default shape (cross-entropy's
+    (65536, 100): 1e5 elements -> (1000, 100)). ``torch``, ``jax``,
     ``sklearn``, ``numpy``: builders ``(case, arrays, options, threads) -> Runner`` (raising ``Skip``
     when they cannot run), or None when the peer has no such loss.
     """
@@ -387,9 +394,8 @@ class Case:
     inputs: Callable[..., tuple] | None = None
     sizes: tuple = (1_000, 100_000, 10_000_000)
     options: dict = field(default_factory=dict)
-    classes: int | None = None
     quick: bool = True              # part of the default run
-    torch: Callable | None = field(default_factory=_torch)
+    torch: Callable | None = _torch
     jax: Callable | None = None
     sklearn: Callable | None = None
     numpy: Callable | None = None
@@ -403,13 +409,17 @@ class Case:
         return f"{name}({opts})" if opts else name
 
     def shape_for(self, size) -> tuple:
+        example = self.sizes[-1]
+        rank = len(example) if isinstance(example, tuple) else 1
         if isinstance(size, tuple):
-            rank = 1 if self.classes is None else 2
             if len(size) != rank:
-                raise ValueError(f"{self.loss} takes {'element counts' if rank == 1 else 'NxC shapes'}, "
-                                 f"got {'x'.join(map(str, size))}")
+                like = "element counts" if rank == 1 else "shapes like " + "x".join(map(str, example))
+                raise ValueError(f"{self.loss} takes {like}, got {'x'.join(map(str, size))}")
             return size
-        return (size,) if self.classes is None else (max(1, size // self.classes), self.classes)
+        if rank == 1:
+            return (size,)
+        rest = example[1:]
+        return (max(1, size // math.prod(rest)),) + rest
 
     def make_inputs(self, shape: tuple, dtype) -> tuple:
         if self.inputs is None:     # a registered loss without a declared case: its own samples
@@ -434,11 +444,11 @@ CASES: list[Case] = [
          numpy=_numpy(_bce_np), no_peer={"sklearn": "scikit-learn's binomial loss takes logits"}),
     Case("binary_cross_entropy_with_logits", _pair(_normal, _binary), jax=_jax(_bce_logits_jax),
          numpy=_numpy(_bce_logits_np), sklearn=_sklearn(_sklearn_loss("HalfBinomialLoss"))),
-    Case("cross_entropy", _scores_and_labels, sizes=_SHAPES, classes=100, jax=_jax(_cross_entropy_jax),
+    Case("cross_entropy", _scores_and_labels, sizes=_SHAPES, jax=_jax(_cross_entropy_jax),
          numpy=_numpy(_cross_entropy_np), sklearn=_sklearn(_sklearn_multinomial)),
-    Case("cross_entropy", _scores_and_labels, sizes=_SHAPES, classes=100, options={"label_smoothing": 0.1},
+    Case("cross_entropy", _scores_and_labels, sizes=_SHAPES, options={"label_smoothing": 0.1},
          jax=_jax(_cross_entropy_jax), numpy=_numpy(_cross_entropy_np), sklearn=_sklearn(_sklearn_multinomial)),
-    Case("multi_margin_loss", _scores_and_labels, sizes=((4096, 100),), classes=100,
+    Case("multi_margin_loss", _scores_and_labels, sizes=((4096, 100),),
          jax=_jax(_multi_margin_jax), numpy=_numpy(_multi_margin_np), no_peer={"sklearn": _NO_SKLEARN}),
     # Beyond the default run: `lossengine bench NAME` or `lossengine bench all`.
     Case("smooth_l1_loss", _pair(_normal, _normal), quick=False, jax=_jax(_smooth_l1_jax),
@@ -448,7 +458,7 @@ CASES: list[Case] = [
     Case("poisson_nll_loss", _pair(lambda r, s, d: (0.5 * r.standard_normal(s)).astype(d), _counts),
          quick=False, jax=_jax(_poisson_jax), numpy=_numpy(_poisson_np),
          sklearn=_sklearn(_sklearn_loss("HalfPoissonLoss"))),
-    Case("nll_loss", _scores_and_labels, sizes=_SHAPES, classes=100, quick=False,
+    Case("nll_loss", _scores_and_labels, sizes=_SHAPES, quick=False,
          jax=_jax(_nll_jax), numpy=_numpy(_nll_np), no_peer={"sklearn": _NO_SKLEARN}),
 ]
 
@@ -571,10 +581,10 @@ def _agreement(expected: tuple, got: tuple, dtype: np.dtype) -> str | None:
     return None
 
 
-def _call_seconds(fn: Callable[[], object], first: float, budget: float) -> float:
-    """One call's time: the first (checked, untimed-in-results) call's when it is long, else a fresh
-    call's (the first may include JIT compilation or first-touch page faults)."""
-    if first > budget:
+def _call_seconds(fn: Callable[[], object], first: float | None, budget: float) -> float:
+    """One call's time: the first (checked) call's when it is long and was no JIT compilation (None),
+    else a fresh call's (the first may include first-touch page faults)."""
+    if first is not None and first > budget:
         return first
     start = time.perf_counter()
     fn()
@@ -634,7 +644,7 @@ class Prepared:
     case: Case
     arrays: tuple
     engines: dict[str, Callable[[], object]]
-    first: dict[str, float]
+    first: dict[str, float | None]
     skipped: dict[str, str]
     error: str | None = None
 
@@ -669,7 +679,8 @@ def prepare(case: Case, shape: tuple, dtype: Any = np.float32, peers: Sequence[s
         if why is None:
             try:
                 runner = build(case, arrays, case.options, threads or get_num_threads())
-                result, prepared.first[peer] = _timed(runner.call)
+                result, seconds = _timed(runner.call)
+                prepared.first[peer] = None if runner.compiles else seconds
                 mismatch = _agreement(reference, runner.read(result), dtype)
                 why = mismatch and f"disagrees with lossengine ({mismatch})"
             except Skip as exc:
@@ -759,13 +770,13 @@ def format_table(report: dict, markdown: bool = False) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + lines)
 
 
-def format_report(report: dict, notes: Sequence[str] = ()) -> str:
+def format_report(report: dict, notes: Sequence[str] = (), markdown: bool = False) -> str:
     threads = ", ".join(f"{k} {v}" for k, v in report["threads"].items())
     out = [f"lossengine bench: {report['what']}, {report['dtype']}",
            f"threads: {threads}",
            "each cell: median of interleaved calls (interquartile range as % of the median)",
            "ratio = fastest peer's median / lossengine's (> 1: lossengine is faster)", "",
-           format_table(report)]
+           format_table(report, markdown)]
     out += ["", "inputs (N, C: as in the size column):"] + [f"  {label}: {text}" for label, text in _input_shapes(report)]
     if report["geomean_ratio"]:
         out += ["", f"geometric mean of the ratios: {report['geomean_ratio']:.2f}x"]
@@ -890,6 +901,7 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--repeat", help="timed calls per engine and case (default: as many as fit ~0.1 s)")
     p.add_argument("--json", metavar="FILE", help="write every number (all call times) to FILE")
     p.add_argument("--plot", metavar="FILE.png", help="plot time against size per engine (needs matplotlib)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     return p
 
@@ -965,7 +977,7 @@ def main(args: argparse.Namespace) -> int:
                             opts["repeat"], progress=not args.quiet)
     report["command"] = "lossengine bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
     report["notes"] = opts["notes"]
-    print(format_report(report, opts["notes"]))
+    print(format_report(report, opts["notes"], args.markdown))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=1)

@@ -76,7 +76,7 @@ def test_json_holds_every_number(tmp_path):
     (("--sizes", "abc"), "--sizes: 'abc' is not"),
     (("--sizes", "0"), "--sizes: '0' is not"),
     (("--sizes", "1.5"), "--sizes: '1.5' is not"),
-    (("cross_entropy", "--sizes", "10x10x10"), "cross_entropy takes NxC shapes, got 10x10x10"),
+    (("cross_entropy", "--sizes", "10x10x10"), "cross_entropy takes shapes like 65536x100, got 10x10x10"),
     (("mse_loss", "--sizes", "10x10"), "mse_loss takes element counts, got 10x10"),
     (("--dtype", "float16"), "--dtype: expected float32 or float64, got 'float16'"),
     (("--compare", "torch,tensorflow"), "--compare: unknown peer 'tensorflow'"),
@@ -119,8 +119,9 @@ def test_a_registered_loss_without_a_declared_case_still_runs():
 
 
 def test_progress_goes_to_stderr():
-    proc = run_bench("l1_loss", "--sizes", "100,200", "--repeat", "3", "--compare", "numpy")
+    proc = run_bench("l1_loss", "--sizes", "100,200", "--repeat", "3", "--compare", "numpy", "--markdown")
     assert proc.returncode == 0, proc.stderr
+    assert "\n| case | size | lossengine | numpy | fastest peer | ratio |\n|---|---|---|---|---|---|\n| L1Loss | 100 |" in proc.stdout
     assert "[1/2] L1Loss 100" in proc.stderr and "[2/2] L1Loss 200" in proc.stderr
     assert "[1/2]" not in proc.stdout
 
