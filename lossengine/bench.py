@@ -675,7 +675,7 @@ def prepare(case: Case, shape: tuple, dtype: Any = np.float32, peers: Sequence[s
         why = _installed(peer)
         build = case.peer(peer)
         if why is None and build is None:
-            why = case.no_peer.get(peer, f"no {peer} implementation declared for {case.loss}")
+            why = case.no_peer.get(peer, "no implementation declared in lossengine.bench.CASES")
         if why is None:
             try:
                 runner = build(case, arrays, case.options, threads or get_num_threads())
@@ -812,20 +812,20 @@ def _input_shapes(report: dict) -> list[tuple[str, str]]:
 
 
 def _skipped_summary(report: dict) -> list[str]:
-    """One line per peer and reason, naming the cases it applies to."""
+    """One line per reason, naming the peers and the cases it applies to."""
     by_reason: dict[tuple, list[str]] = {}
     for row in report["cases"]:
         for peer, why in row["skipped"].items():
             by_reason.setdefault((peer, why), []).append(f"{row['label']} {_size_label(row)}")
-    lines = []
+    lines: dict[str, list[str]] = {}     # line without its peers -> peers
     for (peer, why), where in by_reason.items():
         if peer in report["unavailable_peers"]:
-            lines.append(f"{peer}: {why}")
+            lines.setdefault(why, []).append(peer)
             continue
         labels = list(dict.fromkeys(w.rsplit(" ", 1)[0] for w in where))
         scope = ", ".join(where) if len(where) <= 3 else ", ".join(labels)
-        lines.append(f"{peer}: {why} [{scope}]")
-    return list(dict.fromkeys(lines))
+        lines.setdefault(f"{why} [{scope}]", []).append(peer)
+    return [f"{', '.join(peers)}: {line}" for line, peers in lines.items()]
 
 
 def write_plot(report: dict, path: str) -> None:
@@ -975,7 +975,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     report = run_benchmarks(opts["cases"], opts["sizes"], opts["dtype"], opts["peers"], opts["threads"],
                             opts["repeat"], progress=not args.quiet)
-    report["command"] = "lossengine bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
+    report["arguments"] = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
     report["notes"] = opts["notes"]
     print(format_report(report, opts["notes"], args.markdown))
     if args.json:
