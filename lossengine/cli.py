@@ -153,12 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     p_new.add_argument("--compiled", action="store_true", help="a Cython per-element kernel instead of NumPy")
     p_new.add_argument("--dir", default=".", help="where to create the distribution's folder")
     p_new.set_defaults(run=_cmd_new_plugin)
-    p_bench = sub.add_parser("bench", help="time forward_backward against torch/JAX/scikit-learn when installed")
-    p_bench.add_argument("names", nargs="*", help="registry names (default: mse_loss, binary_cross_entropy_with_logits)")
-    p_bench.add_argument("--sizes", default="1000,10000000", help="comma-separated element counts")
-    p_bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p_bench.add_argument("--repeat", type=int, default=20, help="timed calls per measurement (median reported)")
-    p_bench.set_defaults(run=_cmd_bench)
+    from .bench import add_subcommand
+
+    add_subcommand(sub).set_defaults(run=_cmd_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 
