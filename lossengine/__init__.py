@@ -29,3 +29,7 @@ from .losses.classification import (ClassificationLoss, CrossEntropyLoss, MultiL
 
 __all__ += ["ClassificationLoss", "CrossEntropyLoss", "NLLLoss", "NLLLoss2d", "MultiMarginLoss",
             "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss"]
+
+from .losses.ctc import CTCLoss
+
+__all__ += ["CTCLoss"]

@@ -101,3 +101,12 @@ def multilabel_margin_loss(input, target, reduction="mean"):
 
 def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     return MultiLabelSoftMarginLoss(weight=weight, reduction=reduction)(input, target)
+
+
+# -- connectionist temporal classification --------------------------------------------------------
+from .losses.ctc import CTCLoss
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+    return CTCLoss(blank=blank, reduction=reduction, zero_infinity=zero_infinity)(
+        log_probs, targets, input_lengths, target_lengths)
