@@ -194,18 +194,55 @@ cdef inline bint _rescale(double* row, Py_ssize_t W, int* exponent) noexcept nog
     return True
 
 
-cdef inline double _lse2(double a, double b) noexcept nogil:
-    # torch's form: max subtracted, a max of -inf replaced by 0 (no -inf - -inf); branch-free.
-    cdef double m = a if a > b else b
-    m = 0.0 if m == -INFINITY else m
-    return m + log(exp(a - m) + exp(b - m))
+# ---------------------------------------------------------------------------------------------
+# The two number systems, as semirings (Goodman 1999, "Semiring parsing"): the recursions below are
+# written once and specialized for each at compile time. Probabilities add and multiply; log
+# probabilities combine by log-sum-exp and add. ``none`` is the additive identity (no path).
+# ---------------------------------------------------------------------------------------------
+cdef struct Prob:
+    char unused
+cdef struct LogProb:
+    char unused
+
+ctypedef fused Space:
+    Prob
+    LogProb
 
 
-cdef inline double _lse3(double a, double b, double c) noexcept nogil:
-    cdef double m = a if a > b else b
-    m = c if c > m else m
-    m = 0.0 if m == -INFINITY else m
-    return m + log(exp(a - m) + exp(b - m) + exp(c - m))
+cdef inline double _none(const Space* space) noexcept nogil:
+    if Space is Prob:
+        return 0.0
+    else:
+        return -INFINITY
+
+
+cdef inline double _times(const Space* space, double a, double b) noexcept nogil:
+    if Space is Prob:
+        return a * b
+    else:
+        return a + b
+
+
+cdef inline double _plus(const Space* space, double a, double b) noexcept nogil:
+    cdef double m
+    if Space is Prob:
+        return a + b
+    else:
+        # torch's form: max subtracted, a max of -inf replaced by 0 (no -inf - -inf); branch-free.
+        m = a if a > b else b
+        m = 0.0 if m == -INFINITY else m
+        return m + log(exp(a - m) + exp(b - m))
+
+
+cdef inline double _plus3(const Space* space, double a, double b, double c) noexcept nogil:
+    cdef double m
+    if Space is Prob:
+        return (a + b) + c
+    else:
+        m = a if a > b else b
+        m = c if c > m else m
+        m = 0.0 if m == -INFINITY else m
+        return m + log(exp(a - m) + exp(b - m) + exp(c - m))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,9 +319,12 @@ cdef inline void _fill_rows(const Ctx* c, Py_ssize_t n, Py_ssize_t t0, Py_ssize_
 
 
 # ---------------------------------------------------------------------------------------------
-# Probability space, rescaled by powers of two.
+# The recursions, once for both spaces. In probability space every row is rescaled by a power of
+# two (its exponent kept), and the backward pass certifies every step; log space needs neither.
 # ---------------------------------------------------------------------------------------------
-cdef bint _prob_forward(Work* w, double* log_p) noexcept nogil:
+cdef bint _forward(Work* w, const Space* space, double* log_p) noexcept nogil:
+    """alpha for every step into w.alpha; log p into log_p. False (probability space only) when
+    the rescaled recursion cannot represent this sample: log space must decide."""
     cdef Py_ssize_t t, k, L = w.L, K = w.K, W = w.W
     cdef double* prev
     cdef double* cur = w.alpha
@@ -294,14 +334,15 @@ cdef bint _prob_forward(Work* w, double* log_p) noexcept nogil:
     cdef double* cl
     cdef const double* e
     cdef const double* sk = w.skip
-    cdef double yb, p
+    cdef double none = _none(space), yb, p
     cdef int64_t exponents = 0
-    _fill(cur, W, 0.0)
+    _fill(cur, W, none)
     _blanks(cur)[0] = w.em[0]
     if L:
         _labels(cur, L)[0] = w.em[1]
-    if not _rescale(cur, W, &w.alpha_exp[0]):
-        return False
+    if Space is Prob:
+        if not _rescale(cur, W, &w.alpha_exp[0]):
+            return False
     for t in range(1, w.Ti):
         prev = w.alpha + (t - 1) * W
         cur = w.alpha + t * W
@@ -311,26 +352,31 @@ cdef bint _prob_forward(Work* w, double* log_p) noexcept nogil:
         pl = _labels(prev, L)
         cb = _blanks(cur)
         cl = _labels(cur, L)
-        cur[0] = 0.0
-        cur[K + 1] = 0.0
-        cur[W - 1] = 0.0
+        cur[0] = none
+        cur[K + 1] = none
+        cur[W - 1] = none
         for k in range(K):
-            cb[k] = (pb[k] + pl[k - 1]) * yb
+            cb[k] = _times(space, _plus(space, pb[k], pl[k - 1]), yb)
         for k in range(L):
-            cl[k] = (pl[k] + pb[k] + sk[k] * pl[k - 1]) * e[1 + k]
-        if not _rescale(cur, W, &w.alpha_exp[t]):
-            return False
-    for t in range(w.Ti):
-        exponents += w.alpha_exp[t]
-    p = _blanks(cur)[L] + (_labels(cur, L)[L - 1] if L else 0.0)
-    if not (p > 0.0 and p < INFINITY):
-        return False        # underflow, -inf log-probs or non-finite input: log space decides
-    log_p[0] = <double>exponents * LN2 + log(p)
+            cl[k] = _times(space, _plus3(space, pl[k], pb[k], pl[k - 1] if sk[k] != 0.0 else none), e[1 + k])
+        if Space is Prob:
+            if not _rescale(cur, W, &w.alpha_exp[t]):
+                return False
+    p = _plus(space, _blanks(cur)[L], _labels(cur, L)[L - 1] if L else none)
+    if Space is Prob:
+        if not (p > 0.0 and p < INFINITY):
+            return False    # underflow, -inf log-probs or non-finite input: log space decides
+        for t in range(w.Ti):
+            exponents += w.alpha_exp[t]
+        p = <double>exponents * LN2 + log(p)
+    log_p[0] = p
     return True
 
 
-cdef bint _prob_backward(Work* w, const Ctx* c, Py_ssize_t n, double g, floating_t dtype_tag) noexcept nogil:
-    """beta from the end, D_t and the certificate at every step, gradient rows when wanted."""
+cdef bint _backward(Work* w, const Ctx* c, Py_ssize_t n, double g, const Space* space,
+                    floating_t dtype_tag) noexcept nogil:
+    """beta from the end; at each step alpha beta / D, the gradient row when wanted, and (in
+    probability space) the certificate: False when it fails."""
     cdef Py_ssize_t t, k, L = w.L, K = w.K, W = w.W
     cdef double* bb = _blanks(w.beta)
     cdef double* bl = _labels(w.beta, L)
@@ -340,129 +386,56 @@ cdef bint _prob_backward(Work* w, const Ctx* c, Py_ssize_t n, double g, floating
     cdef double* al
     cdef const double* e
     cdef const double* sk = w.skip
-    cdef double yb, d
+    cdef double none = _none(space), yb, d, m
     cdef int beta_exp = 1, d_exp
-    _fill(w.beta, W, 0.0)
-    _fill(w.u, W, 0.0)
-    bb[L] = 0.5             # beta_{T-1} = 1 on the two final states, scaled to [1/2, 1)
+    _fill(w.beta, W, none)
+    _fill(w.u, W, none)
+    # beta_{T-1} = 1 on the two final states (scaled to [1/2, 1) in probability space).
+    bb[L] = 0.5 if Space is Prob else 0.0
     if L:
-        bl[L - 1] = 0.5
+        bl[L - 1] = bb[L]
     t = w.Ti - 1
     while t >= 0:
         if t < w.Ti - 1:
             e = w.em + (t + 1) * K
             yb = e[0]
             for k in range(K):
-                ub[k] = bb[k] * yb
+                ub[k] = _times(space, bb[k], yb)
             for k in range(L):
-                ul[k] = bl[k] * e[1 + k]
+                ul[k] = _times(space, bl[k], e[1 + k])
             for k in range(K):
-                bb[k] = ub[k] + ul[k]
+                bb[k] = _plus(space, ub[k], ul[k])
             for k in range(L):
-                bl[k] = ul[k] + ub[k + 1] + sk[k + 1] * ul[k + 1]
-            if not _rescale(w.beta, W, &beta_exp):
-                return False
+                bl[k] = _plus3(space, ul[k], ub[k + 1], ul[k + 1] if sk[k + 1] != 0.0 else none)
+            if Space is Prob:
+                if not _rescale(w.beta, W, &beta_exp):
+                    return False
         ab = _blanks(w.alpha + t * W)
         al = _labels(w.alpha + t * W, L)
         for k in range(K):
-            w.ab_b[k] = ab[k] * bb[k]
+            w.ab_b[k] = _times(space, ab[k], bb[k])
         for k in range(L):
-            w.ab_l[k] = al[k] * bl[k]
+            w.ab_l[k] = _times(space, al[k], bl[k])
+        if Space is LogProb:
+            # gamma = exp(ab - log D), log D = m + log(sum exp(ab - m)): exp(ab - m) over the sum.
+            m = _max(w.ab_b, K)
+            if L:
+                m = max(m, _max(w.ab_l, L))
+            for k in range(K):
+                w.ab_b[k] = exp(w.ab_b[k] - m)
+            for k in range(L):
+                w.ab_l[k] = exp(w.ab_l[k] - m)
         d = _sum(w.ab_b, K) + _sum(w.ab_l, L)
-        if not (d > 0.0 and d < INFINITY):
-            return False
-        frexp(d, &d_exp)
-        if w.alpha_exp[t] + d_exp < -CERTIFY_EXP or beta_exp + d_exp < -CERTIFY_EXP:
-            return False
+        if Space is Prob:
+            if not (d > 0.0 and d < INFINITY):
+                return False
+            frexp(d, &d_exp)
+            if w.alpha_exp[t] + d_exp < -CERTIFY_EXP or beta_exp + d_exp < -CERTIFY_EXP:
+                return False
         if c.grad != NULL:
             _emit_row(w, c, t, n, g, 1.0 / d, dtype_tag)
         t -= 1
     return True
-
-
-# ---------------------------------------------------------------------------------------------
-# Log space (torch's recursions, de-interleaved): the exact fallback.
-# ---------------------------------------------------------------------------------------------
-cdef double _log_forward(Work* w) noexcept nogil:
-    cdef Py_ssize_t t, k, L = w.L, K = w.K, W = w.W
-    cdef double* prev
-    cdef double* cur = w.alpha
-    cdef double* pb
-    cdef double* pl
-    cdef double* cb
-    cdef double* cl
-    cdef const double* e
-    cdef const double* sk = w.skip
-    cdef double yb
-    _fill(cur, W, -INFINITY)
-    _blanks(cur)[0] = w.em[0]
-    if L:
-        _labels(cur, L)[0] = w.em[1]
-    for t in range(1, w.Ti):
-        prev = w.alpha + (t - 1) * W
-        cur = w.alpha + t * W
-        e = w.em + t * K
-        yb = e[0]
-        pb = _blanks(prev)
-        pl = _labels(prev, L)
-        cb = _blanks(cur)
-        cl = _labels(cur, L)
-        cur[0] = -INFINITY
-        cur[K + 1] = -INFINITY
-        cur[W - 1] = -INFINITY
-        for k in range(K):
-            cb[k] = _lse2(pb[k], pl[k - 1]) + yb
-        for k in range(L):
-            cl[k] = _lse3(pl[k], pb[k], pl[k - 1] if sk[k] != 0.0 else -INFINITY) + e[1 + k]
-    return _lse2(_blanks(cur)[L], _labels(cur, L)[L - 1] if L else -INFINITY)
-
-
-cdef void _log_backward(Work* w, const Ctx* c, Py_ssize_t n, double g, floating_t dtype_tag) noexcept nogil:
-    cdef Py_ssize_t t, k, L = w.L, K = w.K, W = w.W
-    cdef double* bb = _blanks(w.beta)
-    cdef double* bl = _labels(w.beta, L)
-    cdef double* ub = _blanks(w.u)
-    cdef double* ul = _labels(w.u, L)
-    cdef double* ab
-    cdef double* al
-    cdef const double* e
-    cdef const double* sk = w.skip
-    cdef double yb, m, d
-    _fill(w.beta, W, -INFINITY)
-    _fill(w.u, W, -INFINITY)
-    bb[L] = 0.0
-    if L:
-        bl[L - 1] = 0.0
-    t = w.Ti - 1
-    while t >= 0:
-        if t < w.Ti - 1:
-            e = w.em + (t + 1) * K
-            yb = e[0]
-            for k in range(K):
-                ub[k] = bb[k] + yb
-            for k in range(L):
-                ul[k] = bl[k] + e[1 + k]
-            for k in range(K):
-                bb[k] = _lse2(ub[k], ul[k])
-            for k in range(L):
-                bl[k] = _lse3(ul[k], ub[k + 1], ul[k + 1] if sk[k + 1] != 0.0 else -INFINITY)
-        ab = _blanks(w.alpha + t * W)
-        al = _labels(w.alpha + t * W, L)
-        for k in range(K):
-            w.ab_b[k] = ab[k] + bb[k]
-        for k in range(L):
-            w.ab_l[k] = al[k] + bl[k]
-        m = _max(w.ab_b, K)
-        if L:
-            m = max(m, _max(w.ab_l, L))
-        for k in range(K):
-            w.ab_b[k] = exp(w.ab_b[k] - m)
-        for k in range(L):
-            w.ab_l[k] = exp(w.ab_l[k] - m)
-        # gamma = exp(ab - log D) with log D = m + log(sum exp(ab - m)): exp(ab - m) divided by the sum.
-        d = _sum(w.ab_b, K) + _sum(w.ab_l, L)
-        _emit_row(w, c, t, n, g, 1.0 / d, dtype_tag)
-        t -= 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,16 +450,20 @@ cdef inline bint _fits(const int64_t* lab, Py_ssize_t L, Py_ssize_t Ti) noexcept
 
 
 cdef double _solve(Work* w, const Ctx* c, Py_ssize_t n, double g, floating_t dtype_tag) noexcept nogil:
-    """-log p for a sample whose target fits; gradient rows t < Ti when wanted and p > 0."""
+    """-log p for a sample whose target fits; gradient rows t < Ti when wanted and p > 0.
+    Probability space first (the value alone too: its certificate needs beta); log space when it
+    declines."""
+    cdef Prob prob
+    cdef LogProb log_prob
     cdef double log_p
     if not c.log_space:
         _emissions(w, c, n, True, dtype_tag)
-        if _prob_forward(w, &log_p) and _prob_backward(w, c, n, g, dtype_tag):
+        if _forward(w, &prob, &log_p) and _backward(w, c, n, g, &prob, dtype_tag):
             return -log_p
     _emissions(w, c, n, False, dtype_tag)
-    log_p = _log_forward(w)
+    _forward(w, &log_prob, &log_p)
     if c.grad != NULL and log_p > -INFINITY:
-        _log_backward(w, c, n, g, dtype_tag)
+        _backward(w, c, n, g, &log_prob, dtype_tag)
     return -log_p
 
 

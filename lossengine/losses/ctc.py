@@ -41,6 +41,8 @@ def _integers(name: str, value: Any) -> np.ndarray:
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         raise TypeError(f"{name} must be an integer array; could not convert it: {exc}") from None
     if arr.dtype.kind not in "iu":
+        if arr.size == 0 and not isinstance(value, np.ndarray):
+            return np.zeros(arr.shape, _INT64)      # [] (NumPy calls it float64) for an empty batch
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > _INT64_MAX:
         position = tuple(int(i) for i in np.unravel_index(int(np.argmax(arr > _INT64_MAX)), arr.shape))
@@ -177,7 +179,8 @@ class CTCLoss(FusedLoss):
             targets[0, 1] = targets[0, 0]
         for i, length in enumerate(target_lengths):
             targets[i, length:] = rng.choice([-1, C], size=S - length)
-        need = target_lengths + np.array([int(np.sum(t[1:L] == t[:L - 1])) for t, L in zip(targets, target_lengths)])
+        repeats = [int(np.sum(t[1:L] == t[:L][:-1])) for t, L in zip(targets, target_lengths)]
+        need = target_lengths + np.array(repeats, np.int64)
         input_lengths = rng.integers(need + 1, T + 1)
         input_lengths[0] = T
         return log_probs, targets, input_lengths, np.asarray(target_lengths, np.int64)
