@@ -176,6 +176,13 @@ def test_validator_passes_batched_variants(variant):
     assert any(name.startswith("gradient_vs_finite_differences") for name in report.checks_run)
 
 
+def test_large_sample_inputs_are_large_enough_to_run_in_parallel():
+    from lossengine._threads import PARALLEL_MIN_ELEMENTS
+    lp, targets, il, tl = CTCLoss.large_sample_inputs(np.random.default_rng(0), np.float64)
+    assert np.sum(il * (2 * tl + 1)) + lp.size >= PARALLEL_MIN_ELEMENTS     # the kernel's work measure
+    assert np.isfinite(CTCLoss()(lp, targets, il, tl))
+
+
 def test_mean_divides_each_sample_by_its_clamped_target_length():
     rng = np.random.default_rng(6)
     lp, targets, il, tl = random_batch(rng, N=6)

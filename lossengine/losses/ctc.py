@@ -195,7 +195,7 @@ class CTCLoss(FusedLoss):
     def large_sample_inputs(cls, rng, dtype):
         """Enough work to run on several threads (above PARALLEL_MIN_ELEMENTS); C = 5 as in
         sample_inputs, so that check_options' blank=4 is the last class here too."""
-        return cls._draw(rng, dtype, T=100, N=16, C=5, S=12, target_lengths=np.full(16, 10))
+        return cls._draw(rng, dtype, T=100, N=32, C=5, S=12, target_lengths=np.full(32, 10))
 
 
 LOSSES = (CTCLoss,)
