@@ -244,6 +244,50 @@ class FusedLoss(Loss):
         results = [self._grad_result(plan, name, grads[name]) for name in names]
         return value, (results[0] if single else tuple(results))
 
+    # -- second derivatives (gradient boosting) ---------------------------------------------------
+    # True where the family's kernel has the loss's second derivative (elementwise: per kernel).
+    has_hessian: ClassVar[bool] = False
+    # What boosting should use where the true second derivative is 0 (piecewise-linear losses: L1,
+    # pinball, hinge): lossengine.integrations substitutes it for non-positive Hessians. None: the
+    # Hessian is positive wherever the loss is convex, nothing to substitute.
+    hessian_surrogate: ClassVar[float | None] = None
+
+    def gradient_hessian(self, *arrays: Any, out: Any = None):
+        """(gradient, hessian) of the unreduced loss ('none', whatever ``reduction`` is) wrt the input:
+        per element d loss_i / d input_i and d^2 loss_i / d input_i^2 (row losses: the diagonal of
+        each row's Hessian), as scikit-learn's ``_loss`` ``gradient_hessian``; one fused pass. Both
+        have the input's shape and the compute dtype (float32 or float64). ``out=(gradient, hessian)``
+        writes into those C-contiguous arrays of that shape and dtype instead. Where the true second
+        derivative is 0 or undefined the loss's docstring says what is returned (see
+        ``hessian_surrogate``)."""
+        if not self.has_hessian:
+            raise TypeError(f"{type(self).__name__} has no second derivative kernel (has_hessian is False)")
+        if len(arrays) != len(self.arguments):
+            self._check_arity(arrays)
+        plan = self._plan(arrays)
+        shape = self._hessian_shape(plan)
+        if out is None:
+            grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
+        else:
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise TypeError("out must be a tuple (gradient, hessian) of two arrays")
+            for what, arr in zip(("gradient", "hessian"), out):
+                if not (isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == plan.dtype
+                        and arr.flags.c_contiguous and arr.flags.writeable):
+                    raise ValueError(f"out: the {what} array must be a writable C-contiguous {plan.dtype} "
+                                     f"array of shape {shape}")
+            grad, hess = out
+            if np.shares_memory(grad, hess):
+                raise ValueError("out: the gradient and hessian arrays must not overlap")
+        self._run_hessian(plan, grad, hess)
+        return grad, hess
+
+    def _hessian_shape(self, plan) -> tuple:
+        return plan.loss_shape
+
+    def _run_hessian(self, plan, grad: np.ndarray, hess: np.ndarray) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _run_hessian()")
+
     def _plan(self, arrays):
         raise NotImplementedError(f"{type(self).__name__} does not implement _plan()")
 

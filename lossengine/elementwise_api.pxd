@@ -45,6 +45,7 @@ cdef extern from *:
     """
     #define LOSSENGINE_ELEMENT_FN_CAPSULE_NAME "lossengine.elementwise_api.element_fn.v1"
     #define LOSSENGINE_CHUNK_FN_CAPSULE_NAME "lossengine.elementwise_api.chunk_fn.v1"
+    #define LOSSENGINE_HESSIAN_FN_CAPSULE_NAME "lossengine.elementwise_api.hessian_fn.v1"
     #if defined(__GNUC__) && defined(__x86_64__) && defined(LE_USE_LIBMVEC)
     /* As in lossengine's own kernels: glibc's libmvec has vector variants of these, which math.h
        declares only under -ffast-math. Declared here (the plugin's build defines LE_USE_LIBMVEC and
@@ -58,10 +59,15 @@ cdef extern from *:
     """
     const char* ELEMENT_FN_CAPSULE_NAME "LOSSENGINE_ELEMENT_FN_CAPSULE_NAME"
     const char* CHUNK_FN_CAPSULE_NAME "LOSSENGINE_CHUNK_FN_CAPSULE_NAME"
+    const char* HESSIAN_FN_CAPSULE_NAME "LOSSENGINE_HESSIAN_FN_CAPSULE_NAME"
 
 ctypedef double (*element_fn)(const double* args, const double* params, double* partials) noexcept nogil
 ctypedef void (*chunk_fn)(Py_ssize_t m, const double* const* args, const double* params, double* values,
                           double* const* partials) noexcept nogil
+# Optional second derivative: does what the element function does and also writes
+# hessian[0] = d^2 loss / d args[0]^2 (gradient_hessian; checked by the validator like the gradient).
+ctypedef double (*hessian_fn)(const double* args, const double* params, double* partials,
+                              double* hessian) noexcept nogil
 
 cdef enum:
     # The most operands one element function sees (arguments plus extra operands).
@@ -113,3 +119,8 @@ cdef inline object element_fn_capsule(element_fn fn):
 cdef inline object chunk_fn_capsule(chunk_fn fn):
     """Wrap ``fn`` for a CompiledElementwiseLoss's ``chunk_function`` class attribute."""
     return PyCapsule_New(<void*>fn, CHUNK_FN_CAPSULE_NAME, NULL)
+
+
+cdef inline object hessian_fn_capsule(hessian_fn fn):
+    """Wrap ``fn`` for a CompiledElementwiseLoss's optional ``hessian_function`` class attribute."""
+    return PyCapsule_New(<void*>fn, HESSIAN_FN_CAPSULE_NAME, NULL)

@@ -74,6 +74,22 @@ class NumpyElementwiseLoss(FusedLoss):
         """(element_loss, element_partials) for forward_backward; override to share intermediates."""
         return self.element_loss(*arrays), self.element_partials(*arrays)
 
+    # Optional: d^2 loss / d input^2 at every element (an array of the arrays' common shape). A class
+    # that defines it gets ``gradient_hessian`` (gradient boosting), checked by the validator against
+    # finite differences of its gradient; one that does not loses nothing.
+    element_hessian: ClassVar[Any] = None
+
+    @property
+    def has_hessian(self) -> bool:
+        return type(self).element_hessian is not None
+
+    def _run_hessian(self, plan: _NumpyPlan, grad: np.ndarray, hess: np.ndarray) -> None:
+        partials = self.element_partials(*plan.work)
+        partials = partials if isinstance(partials, (tuple, list)) else (partials,)
+        grad[...] = np.broadcast_to(np.asarray(partials[self.differentiable.index(self.arguments[0])]),
+                                    plan.loss_shape)
+        hess[...] = np.broadcast_to(np.asarray(self.element_hessian(*plan.work)), plan.loss_shape)
+
     # -- the skeleton's hooks ------------------------------------------------------------------
     def _plan(self, arrays) -> _NumpyPlan:
         given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
@@ -145,7 +161,8 @@ class CompiledElementwiseLoss(ElementwiseLoss):
 
     Class attributes: ``element_function``, the PyCapsule from the plugin's
     ``element_fn_capsule(fn)``; optionally ``chunk_function``, from ``chunk_fn_capsule(chunk)``
-    (the vectorizable form, strongly advised); plus ``name``, ``arguments``, ``differentiable`` and
+    (the vectorizable form, strongly advised), and ``hessian_function``, from
+    ``hessian_fn_capsule(fn_h)`` (for ``gradient_hessian``); plus ``name``, ``arguments``, ``differentiable`` and
     optionally ``broadcast_arguments`` as for any ElementwiseLoss. Options reach the element function
     as doubles through ``element_params()``; option arrays (weights) ride along as extra operands
     named in ``operand_options``.
@@ -153,6 +170,9 @@ class CompiledElementwiseLoss(ElementwiseLoss):
 
     element_function: ClassVar[Any] = None
     chunk_function: ClassVar[Any] = None
+    # Optional: the capsule of the element function's second-derivative form (elementwise_api.pxd's
+    # ``hessian_fn_capsule``), which also writes d^2 loss / d input^2; it gives ``gradient_hessian``.
+    hessian_function: ClassVar[Any] = None
 
     def element_params(self) -> tuple:
         """The doubles the element function receives as ``params``, in the order it reads them."""
@@ -165,7 +185,8 @@ class CompiledElementwiseLoss(ElementwiseLoss):
                              f"{_elementwise.PLUGIN_MAX_OPERANDS} operands, got {operands}")
         params = np.ascontiguousarray(self.element_params(), dtype=np.float64).reshape(-1)
         cls = type(self)
-        return _elementwise.Plugin(cls.element_function, cls.chunk_function, params, operands)
+        return _elementwise.Plugin(cls.element_function, cls.chunk_function, params, operands,
+                                   cls.hessian_function)
 
     def _run(self, plan, grads, loss_out, upstream, scale):
         # element_params() may read attributes the author changes at will: a fresh kernel per call.

@@ -17,7 +17,8 @@ sample inputs' business: they must keep every element farther than the step from
 
 Beyond the gradient: 'sum'/'mean'/'batchmean' against 'none' (the 1/N of the 'mean' gradient), and
 on a large input against the exactly rounded sum (summation-precision bugs), linearity in
-grad_output, wrt selection and order, shapes and dtypes, float32 against float64, forward_backward
+grad_output, wrt selection and order, shapes and dtypes, Hessians (``gradient_hessian``, where a loss
+offers one) against central differences of the gradient, float32 against float64, forward_backward
 against forward and backward, inputs unmodified, results not aliasing inputs or earlier results,
 bit-identical repeats and thread counts (also on inputs large enough to run in parallel, for every
 family: see ``_large_inputs``), and finiteness over several sample draws. tests/test_validator_catches.py holds one
@@ -307,6 +308,64 @@ def _gradient_fd(case: _Case):
             if not _close(g, fd, FD_RTOL, atol):
                 yield (f"gradient wrt {name} disagrees with central differences ({go_label}, float64); "
                        f"{_worst(g, fd)}")
+
+
+@_check("hessian_vs_finite_differences")
+def _hessian_fd(case: _Case):
+    """Losses offering ``gradient_hessian`` (has_hessian): its gradient is backward of the 'none' loss
+    with grad_output 1, its Hessian the central difference of that gradient, element by element
+    (kinks of the gradient skipped, as for the gradient check); float32 tracks float64 and ``out=``
+    gives the same bits. Once per option set: the Hessian does not depend on the reduction."""
+    loss = case.make()
+    if not getattr(loss, "has_hessian", False) or case.reduction != case.loss_class.reductions[0]:
+        return
+    arrays = [_as_float(a, np.float64) for a in case.inputs(np.float64)]
+    name = case.loss_class.arguments[0]
+    grad, hess = loss.gradient_hessian(*arrays)
+    x = arrays[0]
+    if np.shape(grad) != x.shape or np.shape(hess) != x.shape:
+        yield f"gradient_hessian returned shapes {np.shape(grad)}, {np.shape(hess)} for an input of {x.shape}"
+        return
+    unreduced = case.loss_class(**case.options, reduction="none")
+
+    def gradient(probe):
+        return np.asarray(unreduced.backward(*probe, grad_output=1.0, wrt=name), np.float64)
+
+    g0 = gradient(arrays)
+    if not _close(grad, g0, FUSED_RTOL, FUSED_RTOL * float(np.max(np.abs(g0), initial=0.0))):
+        yield f"gradient_hessian's gradient differs from backward of the 'none' loss; {_worst(grad, g0)}"
+    fd = np.zeros(x.shape)
+    kink = np.zeros(x.shape, bool)
+    for j in np.ndindex(x.shape):
+        h = FD_STEP * max(1.0, abs(float(x[j])))
+        probe = list(arrays)
+        plus, minus = x.copy(), x.copy()
+        plus[j] += h
+        minus[j] -= h
+        probe[0] = plus
+        g_plus = gradient(probe)[j]
+        probe[0] = minus
+        g_minus = gradient(probe)[j]
+        fd[j] = (g_plus - g_minus) / (2 * h)
+        right, left = (g_plus - g0[j]) / h, (g0[j] - g_minus) / h
+        kink[j] = abs(right - left) > KINK_RTOL * (abs(right) + abs(left)) + 10 * FD_ATOL
+    atol = FD_ATOL * (1.0 + float(np.max(np.abs(fd), initial=0.0)))
+    checked = np.where(kink, fd, np.asarray(hess, np.float64))
+    if not _close(checked, fd, 10 * FD_RTOL, 10 * atol):
+        yield (f"Hessian wrt {name} disagrees with central differences of the gradient (float64); "
+               f"{_worst(checked, fd)}")
+    a32 = [_as_float(a, np.float32) for a in case.inputs(np.float32)]
+    g32, h32 = loss.gradient_hessian(*a32)
+    g64, h64 = loss.gradient_hessian(*[_as_float(a, np.float64) for a in a32])
+    for what, lo, hi in (("gradient", g32, g64), ("Hessian", h32, h64)):
+        scale = float(np.max(np.abs(np.asarray(hi, np.float64)), initial=0.0))
+        if not _close(lo, hi, F32_RTOL, F32_ATOL * scale):
+            yield f"float32 gradient_hessian {what} strays from float64; {_worst(lo, hi)}"
+    out = (np.empty_like(grad), np.empty_like(hess))
+    result = loss.gradient_hessian(*arrays, out=out)
+    if result[0] is not out[0] or result[1] is not out[1] or not (_bits_equal(out[0], grad)
+                                                                 and _bits_equal(out[1], hess)):
+        yield "gradient_hessian(out=(g, h)) did not fill and return the given arrays with the same bits"
 
 
 @_check("float32_matches_float64")

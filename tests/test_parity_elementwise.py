@@ -250,7 +250,8 @@ def test_loss_table_matches_lossengine(loss):
 
 def test_every_elementwise_loss_is_covered():
     covered = {gold.LOSSES[name]["cls"] for name in gold.LOSSES}
-    family = {cls.__name__ for cls in le.losses.elementwise.LOSSES}
+    # Losses torch does not have are held to their own references (tests/test_boosting_parity.py).
+    family = {cls.__name__ for cls in le.losses.elementwise.LOSSES if cls.reference == "torch"}
     assert family == covered, f"not covered: {sorted(family - covered)}; unknown: {sorted(covered - family)}"
 
 

@@ -60,6 +60,16 @@ class ElementwiseLoss(FusedLoss):
         kernel = type(self).kernel
         return kernel(*[getattr(self, field) for field in kernel.fields])
 
+    def _kernel(self):
+        kernel = self.__dict__.get("_kernel_object")
+        if kernel is None:
+            kernel = self.__dict__["_kernel_object"] = self._make_kernel()
+        return kernel
+
+    @property
+    def has_hessian(self) -> bool:
+        return self._kernel().has_hessian
+
     # -- the family's hooks --------------------------------------------------------------------
     def _effective_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The arguments as they broadcast (GaussianNLL reshapes var here)."""
@@ -77,20 +87,24 @@ class ElementwiseLoss(FusedLoss):
             operands.append(_arrays.one(dtype) if value is None else _arrays.operand(name, value, shape, dtype))
         return _Plan(dtype, shape, given, effective, operands)
 
-    def _run(self, plan: _Plan, grads: dict, loss_out, upstream, scale: float) -> float:
-        kernel = self.__dict__.get("_kernel_object")
-        if kernel is None:
-            kernel = self.__dict__["_kernel_object"] = self._make_kernel()
+    def _run(self, plan: _Plan, grads: dict, loss_out, upstream, scale: float, hess=None) -> float:
+        kernel = self._kernel()
         n = math.prod(plan.loss_shape)
         denominator = self._denominator(plan.loss_shape)
         slots = [grads.get(name) for name in self.arguments]
         slots += [None] * (len(plan.operands) - len(slots))
         total, outside = kernel.run(n, plan.operands, slots, loss_out, upstream,
                                     scale / denominator if denominator else scale,
-                                    get_num_threads(), PARALLEL_MIN_ELEMENTS)
+                                    get_num_threads(), PARALLEL_MIN_ELEMENTS, hess)
         if outside:
             raise ValueError(self.domain_errors[min(k for k in self.domain_errors if outside >> k & 1)])
         return total / denominator if denominator else (math.nan if n == 0 else total)
+
+    def _run_hessian(self, plan: _Plan, grad: np.ndarray, hess: np.ndarray) -> None:
+        # The unreduced loss's derivatives: the plain pass with grad_output 1 per element, plus the
+        # driver's Hessian mode. The value is computed and dropped (it is in the same inlined math).
+        denominator = self._denominator(plan.loss_shape)
+        self._run(plan, {"input": grad}, None, _arrays.one(plan.dtype), float(denominator or 1), hess)
 
     def _grad_result(self, plan: _Plan, name: str, grad: np.ndarray) -> np.ndarray:
         k = self.arguments.index(name)
@@ -107,33 +121,41 @@ class ElementwiseLoss(FusedLoss):
 
 
 class L1Loss(ElementwiseLoss):
-    """|input - target|."""
+    """|input - target|. Hessian: 0 (the true second derivative; undefined at input == target, where 0
+    is returned too); boosting uses ``hessian_surrogate`` 1, as scikit-learn's AbsoluteError and
+    LightGBM's L1 objective do."""
     name = "l1_loss"
+    hessian_surrogate = 1.0
     kernel = _elementwise.L1
 
 
 class MSELoss(ElementwiseLoss):
-    """(input - target)^2."""
+    """(input - target)^2. Hessian: 2."""
     name = "mse_loss"
     kernel = _elementwise.MSE
 
 
 class SmoothL1Loss(ElementwiseLoss):
-    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta; beta = 0 is L1."""
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta; beta = 0 is L1. Hessian: 1 / beta where
+    |d| < beta, else 0 (the true value on the linear part; boosting's ``hessian_surrogate`` is 1)."""
     name = "smooth_l1_loss"
+    hessian_surrogate = 1.0
     kernel = _elementwise.SmoothL1
     options = (reduction(), real("beta", 1.0, ge=0.0, examples=(0.5, 0.0)))
 
 
 class HuberLoss(ElementwiseLoss):
-    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta). Hessian: 1 where |d| < delta, else 0
+    (the true value on the linear part; boosting's ``hessian_surrogate`` is 1, LightGBM's choice)."""
     name = "huber_loss"
+    hessian_surrogate = 1.0
     kernel = _elementwise.Huber
     options = (reduction(), real("delta", 1.0, gt=0.0, examples=(2.5,)))
 
 
 class BCELoss(ElementwiseLoss):
-    """-w (y log x + (1 - y) log(1 - x)), logs clamped at -100 as in torch."""
+    """-w (y log x + (1 - y) log(1 - x)), logs clamped at -100 as in torch. Hessian: the derivative of
+    torch's gradient w (x - y) / max(x (1 - x), eps), i.e. w (y / x^2 + (1 - y) / (1 - x)^2) unclamped."""
     name = "binary_cross_entropy"
     kernel = _elementwise.BCE
     options = (array("weight"), reduction())
@@ -144,7 +166,8 @@ class BCELoss(ElementwiseLoss):
 
 
 class BCEWithLogitsLoss(ElementwiseLoss):
-    """BCE on logits, in log-sigmoid form (finite at |logit| = 1e4); ``pos_weight`` weighs positives."""
+    """BCE on logits, in log-sigmoid form (finite at |logit| = 1e4); ``pos_weight`` weighs positives.
+    Hessian: w (p y + 1 - y) sigmoid(x) (1 - sigmoid(x)) (p = 1 without pos_weight)."""
     name = "binary_cross_entropy_with_logits"
     kernel = _elementwise.BCEWithLogits
     options = (array("weight"), reduction(), array("pos_weight"))
@@ -157,7 +180,7 @@ class BCEWithLogitsLoss(ElementwiseLoss):
 
 
 class SoftMarginLoss(ElementwiseLoss):
-    """log(1 + exp(-y x)), computed without overflow."""
+    """log(1 + exp(-y x)), computed without overflow. Hessian: y^2 sigmoid(x y) (1 - sigmoid(x y))."""
     name = "soft_margin_loss"
     kernel = _elementwise.SoftMargin
     differentiable = ("input",)
@@ -169,8 +192,10 @@ class SoftMarginLoss(ElementwiseLoss):
 
 
 class KLDivLoss(ElementwiseLoss):
-    """target (log target - input), or exp(target) (target - input) with log_target; 'batchmean'."""
+    """target (log target - input), or exp(target) (target - input) with log_target; 'batchmean'.
+    Hessian: 0 (linear in the input); boosting's ``hessian_surrogate`` is 1."""
     name = "kl_div"
+    hessian_surrogate = 1.0
     kernel = _elementwise.KLDiv
     reductions = ("none", "mean", "sum", "batchmean")
     options = (reduction(reductions), flag("log_target"))
@@ -186,7 +211,8 @@ class KLDivLoss(ElementwiseLoss):
 
 
 class PoissonNLLLoss(ElementwiseLoss):
-    """exp(x) - y x (log_input) or x - y log(x + eps); ``full`` adds Stirling's term where y > 1."""
+    """exp(x) - y x (log_input) or x - y log(x + eps); ``full`` adds Stirling's term where y > 1.
+    Hessian: exp(x) (log_input), else y / (x + eps)^2."""
     name = "poisson_nll_loss"
     kernel = _elementwise.PoissonNLL
     options = (flag("log_input", True, examples=(False,)), flag("full"),
@@ -197,7 +223,8 @@ class PoissonNLLLoss(ElementwiseLoss):
 
 
 class GaussianNLLLoss(ElementwiseLoss):
-    """0.5 (log max(var, eps) + (input - target)^2 / max(var, eps)) [+ 0.5 log 2 pi]."""
+    """0.5 (log max(var, eps) + (input - target)^2 / max(var, eps)) [+ 0.5 log 2 pi]. Hessian wrt the
+    input: 1 / max(var, eps)."""
     name = "gaussian_nll_loss"
     kernel = _elementwise.GaussianNLL
     arguments = ("input", "target", "var")
@@ -225,8 +252,10 @@ class GaussianNLLLoss(ElementwiseLoss):
 
 
 class HingeEmbeddingLoss(ElementwiseLoss):
-    """x where y == 1, max(0, margin - x) where y == -1 (both terms for any other y, as torch)."""
+    """x where y == 1, max(0, margin - x) where y == -1 (both terms for any other y, as torch).
+    Hessian: 0 (piecewise linear; undefined at the hinge); boosting's ``hessian_surrogate`` is 1."""
     name = "hinge_embedding_loss"
+    hessian_surrogate = 1.0
     kernel = _elementwise.HingeEmbedding
     options = (real("margin", 1.0, examples=(0.5,)), reduction())
     differentiable = ("input",)
@@ -234,6 +263,86 @@ class HingeEmbeddingLoss(ElementwiseLoss):
     domains = {"target": Signs()}
 
 
+class SigmoidFocalLoss(ElementwiseLoss):
+    """Binary focal loss on logits, as torchvision.ops.sigmoid_focal_loss (Lin et al., "Focal Loss for
+    Dense Object Detection", ICCV 2017): with p = sigmoid(input), ce = BCE-with-logits(input, target),
+    p_t = p y + (1 - p)(1 - y),
+
+        loss = a_t ce (1 - p_t)^gamma,   a_t = alpha y + (1 - alpha)(1 - y)  (a_t = 1 when alpha < 0).
+
+    Targets in [0, 1] (soft labels allowed); differentiable in both, as torch's autograd. The default
+    reduction is 'mean' as for every torch.nn loss class (torchvision's function defaults to 'none').
+    Hessian: exact, d^2 loss / d input^2 (positive where the loss is convex; it can be negative for
+    gamma > 0 far on the wrong side, which the integrations floor)."""
+    name = "sigmoid_focal_loss"
+    kernel = _elementwise.SigmoidFocal
+    options = (real("alpha", 0.25, examples=(-1.0, 0.75)), real("gamma", 2.0, ge=0.0, examples=(0.0, 0.5, 1.0)),
+               reduction())
+    domains = {"input": Real(scale=3.0), "target": Interval(0.0, 1.0)}
+    reference = "torchvision"
+
+
+class PinballLoss(ElementwiseLoss):
+    """Pinball (quantile) loss, scikit-learn's PinballLoss (Koenker & Bassett, "Regression Quantiles",
+    Econometrica 1978), ``input`` the prediction: q (y - x) where y >= x, else (1 - q)(x - y).
+    Hessian: 0 (undefined at y == x, where 0 is returned too); boosting's ``hessian_surrogate`` is 1,
+    as scikit-learn's PinballLoss returns and LightGBM's quantile objective uses."""
+    name = "pinball_loss"
+    kernel = _elementwise.Pinball
+    options = (real("quantile", 0.5, gt=0.0, lt=1.0, examples=(0.1, 0.9)), reduction())
+    hessian_surrogate = 1.0
+    reference = "sklearn"
+
+
+class HalfPoissonLoss(ElementwiseLoss):
+    """scikit-learn's HalfPoissonLoss, ``input`` the raw prediction on the log link (mean exp(input)):
+    exp(x) - y x; gradient exp(x) - y, Hessian exp(x) (McCullagh & Nelder, Generalized Linear Models,
+    1989). Exactly sklearn's ``loss``; the half Poisson deviance adds y log y - y, which sklearn
+    drops too (its ``constant_to_optimal_zero``). Targets y >= 0."""
+    name = "half_poisson_loss"
+    kernel = _elementwise.HalfPoisson
+    domains = {"target": Positive()}
+    reference = "sklearn"
+
+
+class HalfGammaLoss(ElementwiseLoss):
+    """scikit-learn's HalfGammaLoss, log link: x + y exp(-x); gradient 1 - y exp(-x), Hessian
+    y exp(-x) (McCullagh & Nelder 1989). Exactly sklearn's ``loss``; the half Gamma deviance adds
+    -log y - 1 (sklearn's ``constant_to_optimal_zero``). Targets y > 0."""
+    name = "half_gamma_loss"
+    kernel = _elementwise.HalfGamma
+    domains = {"target": Positive()}
+    reference = "sklearn"
+
+
+class HalfTweedieLoss(ElementwiseLoss):
+    """scikit-learn's HalfTweedieLoss, log link, Tweedie power p (Jorgensen, The Theory of Dispersion
+    Models, 1997): exp((2-p) x) / (2-p) - y exp((1-p) x) / (1-p); gradient exp((2-p) x) - y exp((1-p) x),
+    Hessian (2-p) exp((2-p) x) - (1-p) y exp((1-p) x). p = 0: 0.5 (exp(x) - y)^2; p = 1: HalfPoissonLoss;
+    p = 2: HalfGammaLoss. Exactly sklearn's ``loss``; the half deviance adds
+    y^(2-p) / ((1-p)(2-p)) (sklearn's ``constant_to_optimal_zero``). 0 < p < 1 is refused (no such
+    distribution), as in sklearn. Targets y >= 0 (y > 0 for p >= 2)."""
+    name = "half_tweedie_loss"
+    kernel = _elementwise.HalfTweedie
+    options = (real("power", 1.5, examples=(0.0, 1.0, 2.0, 3.0)), reduction())
+    domains = {"target": Positive()}
+    reference = "sklearn"
+
+    def _options_parsed(self) -> None:
+        if 0.0 < self.power < 1.0:
+            raise ValueError(f"power must be <= 0 or >= 1 (Tweedie distributions), got {self.power!r}")
+
+
+class LogCoshLoss(ElementwiseLoss):
+    """log(cosh(input - target)), scaled: quadratic near 0, linear in the tails (Chen et al., "Log
+    Hyperbolic Cosine Loss Improves Variational Auto-Encoder", 2019). Hessian: scale sech^2(d)."""
+    name = "log_cosh_loss"                     # the registry key / functional name
+    kernel = _elementwise.LogCosh
+    options = (reduction(), real("scale", 1.0, gt=0.0, examples=(2.0,)))
+    reference = "formula"
+
+
 LOSSES = (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, BCELoss, BCEWithLogitsLoss, SoftMarginLoss,
-          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss)
+          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss, SigmoidFocalLoss, PinballLoss,
+          HalfPoissonLoss, HalfGammaLoss, HalfTweedieLoss, LogCoshLoss)
 __all__ = ["ElementwiseLoss", "LOSSES"] + [cls.__name__ for cls in LOSSES]
