@@ -5,7 +5,7 @@ The example loss is pseudo-Huber, delta^2 (sqrt(1 + (d/delta)^2) - 1) with d = i
 smooth, with both partials in closed form, so the generated test exercises every check. The NumPy
 route writes it with ``lossengine.NumpyElementwiseLoss``; ``--compiled`` writes the per-element
 function in Cython against ``lossengine/elementwise_api.pxd`` and the class with
-``lossengine.CompiledElementwiseLoss`` (built like plugins/lossengine-logcosh). A row-wise compiled
+``lossengine.CompiledElementwiseLoss`` (built like plugins/lossengine-pseudohuber). A row-wise compiled
 route (one nogil function per classification row) needs a compiled row API that lossengine does not
 offer yet, so there is no ``--rowwise``.
 """
@@ -129,7 +129,7 @@ CHUNK = chunk_fn_capsule(chunk)
 
 _SETUP = '''\
 """Builds {module}._kernel against lossengine's public Cython API with lossengine's flags (the same
-script as lossengine's example plugins/lossengine-logcosh/setup.py: it explains the build-isolation
+script as lossengine's example plugins/lossengine-pseudohuber/setup.py: it explains the build-isolation
 workaround)."""
 import json
 import os

@@ -188,7 +188,7 @@ class CompiledElementwiseLoss(ElementwiseLoss):
         return _elementwise.Plugin(cls.element_function, cls.chunk_function, params, operands,
                                    cls.hessian_function)
 
-    def _run(self, plan, grads, loss_out, upstream, scale):
+    def _run(self, plan, grads, loss_out, upstream, scale, hess=None):
         # element_params() may read attributes the author changes at will: a fresh kernel per call.
         self.__dict__.pop("_kernel_object", None)
-        return super()._run(plan, grads, loss_out, upstream, scale)
+        return super()._run(plan, grads, loss_out, upstream, scale, hess)

@@ -11,7 +11,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 
 def _blocks():
     # Blocks importing from their package (the Cython route's `from ._kernel import ...`) need the
-    # built plugin; tests/test_plugins.py covers that route through plugins/lossengine-logcosh.
+    # built plugin; tests/test_plugins.py covers that route through plugins/lossengine-pseudohuber.
     return [b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S) if "from ." not in b]
 
 

@@ -1,4 +1,4 @@
-"""Builds lossengine_logcosh._kernel against lossengine's public Cython API, with lossengine's flags.
+"""Builds lossengine_pseudohuber._kernel against lossengine's public Cython API, with lossengine's flags.
 
 What the build needs from lossengine is ``lossengine.plugin_build_options()``: the include path of
 its .pxd files (lossengine/elementwise_api.pxd) and the compiler flags its own kernels were built
@@ -28,14 +28,14 @@ def lossengine_build_options() -> dict:
     probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env)
     if probe.returncode == 0 and probe.stdout.strip():
         return json.loads(probe.stdout.strip().splitlines()[-1])
-    sys.exit("lossengine-logcosh: lossengine must be installed first (its .pxd files and build flags "
+    sys.exit("lossengine-pseudohuber: lossengine must be installed first (its .pxd files and build flags "
              "are needed to build); if it is, build with `pip install --no-build-isolation "
-             "./lossengine-logcosh`.\n" + probe.stderr)
+             "./lossengine-pseudohuber`.\n" + probe.stderr)
 
 
 options = lossengine_build_options()
 setup(ext_modules=cythonize(
-    [Extension("lossengine_logcosh._kernel", ["lossengine_logcosh/_kernel.pyx"],
+    [Extension("lossengine_pseudohuber._kernel", ["lossengine_pseudohuber/_kernel.pyx"],
                extra_compile_args=options["extra_compile_args"], extra_link_args=options["extra_link_args"])],
     include_path=options["include_path"],
     compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False},

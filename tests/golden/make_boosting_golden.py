@@ -1,0 +1,132 @@
+"""Generate tests/golden/boosting.npz: reference values, gradients and Hessians of the elementwise
+losses torch does not have, from their references (scikit-learn's ``_loss`` for the half deviances and
+pinball; torchvision's sigmoid_focal_loss formula under torch autograd, double backward for the
+Hessian; log-cosh by its definition log(cosh(d)) under torch autograd).
+
+    python tests/golden/make_boosting_golden.py
+
+Each case: loss class name, options, input and target (float64), and the reference's per-element
+loss, d loss / d input and d^2 loss / d input^2. Imported by tests/test_boosting_parity.py for the
+cases and the reference functions (scikit-learn and torch are imported lazily).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN_PATH = Path(__file__).with_name("boosting.npz")
+
+# (class name, options, reference)
+CASES = [
+    ("HalfPoissonLoss", {}, "sklearn"),
+    ("HalfGammaLoss", {}, "sklearn"),
+    ("HalfTweedieLoss", {"power": 1.5}, "sklearn"),
+    ("HalfTweedieLoss", {"power": 0.0}, "sklearn"),
+    ("HalfTweedieLoss", {"power": 1.0}, "sklearn"),
+    ("HalfTweedieLoss", {"power": 2.0}, "sklearn"),
+    ("HalfTweedieLoss", {"power": 3.0}, "sklearn"),
+    ("PinballLoss", {"quantile": 0.5}, "sklearn"),
+    ("PinballLoss", {"quantile": 0.1}, "sklearn"),
+    ("PinballLoss", {"quantile": 0.9}, "sklearn"),
+    ("SigmoidFocalLoss", {}, "torchvision"),
+    ("SigmoidFocalLoss", {"alpha": -1.0, "gamma": 0.0}, "torchvision"),
+    ("SigmoidFocalLoss", {"alpha": 0.75, "gamma": 0.5}, "torchvision"),
+    ("SigmoidFocalLoss", {"alpha": 0.25, "gamma": 1.0}, "torchvision"),
+    ("LogCoshLoss", {}, "formula"),
+    ("LogCoshLoss", {"scale": 2.0}, "formula"),
+]
+
+
+def inputs(cls: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if cls == "SigmoidFocalLoss":
+        x = np.concatenate([4.0 * rng.standard_normal(40), [-30.0, -5.0, 0.0, 5.0, 30.0]])
+        y = np.concatenate([rng.uniform(0, 1, 20), rng.integers(0, 2, 20), [0.0, 1.0, 1.0, 0.0, 1.0]])
+    elif cls == "PinballLoss":
+        x = rng.standard_normal(45)
+        y = np.where(rng.uniform(size=45) < 0.1, x, x + rng.standard_normal(45))   # ties: y == x
+    elif cls == "LogCoshLoss":
+        y = rng.standard_normal(45)
+        x = y + rng.choice([1e-9, 1e-3, 0.02, 0.3, 3.0, 40.0, 800.0], 45) * rng.standard_normal(45)
+    else:
+        x = 2.0 * rng.standard_normal(45)
+        y = rng.gamma(2.0, 1.0, 45)
+        if cls == "HalfPoissonLoss":
+            y[:5] = 0.0
+    return x, y
+
+
+def sklearn_reference(cls: str, options: dict, x, y):
+    from sklearn._loss import loss as sk
+
+    make = {"HalfPoissonLoss": lambda: sk.HalfPoissonLoss(), "HalfGammaLoss": lambda: sk.HalfGammaLoss(),
+            "HalfTweedieLoss": lambda: sk.HalfTweedieLoss(power=options["power"]),
+            "PinballLoss": lambda: sk.PinballLoss(quantile=options["quantile"])}[cls]()
+    value = make.loss(y_true=y, raw_prediction=x)
+    grad, hess = make.gradient_hessian(y_true=y, raw_prediction=x)
+    if cls == "PinballLoss":
+        hess = np.zeros_like(hess)    # sklearn returns ones (its boosting surrogate); the true value is 0
+    return value, grad, hess
+
+
+def torch_reference(cls: str, options: dict, x, y):
+    import torch
+
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    yt = torch.tensor(y, dtype=torch.float64)
+    if cls == "SigmoidFocalLoss":
+        value = torchvision_sigmoid_focal_loss(torch, xt, yt, options.get("alpha", 0.25), options.get("gamma", 2.0))
+    else:
+        # log(cosh(d)) itself where cosh does not overflow (smooth at d == 0 for autograd, unlike a
+        # form with |d|), its exact asymptote |d| - log 2 beyond (exp(-2 |d|) < 1e-17 there).
+        d = xt - yt
+        small = d.abs() < 20.0
+        value = options.get("scale", 1.0) * torch.where(
+            small, torch.log(torch.cosh(torch.where(small, d, 0.0))), d.abs() - np.log(2.0))
+    (grad,) = torch.autograd.grad(value.sum(), xt, create_graph=True)
+    hess = torch.stack([torch.autograd.grad(g, xt, retain_graph=True)[0][i] for i, g in enumerate(grad)])
+    return value.detach().numpy(), grad.detach().numpy(), hess.detach().numpy()
+
+
+def torchvision_sigmoid_focal_loss(torch, inputs, targets, alpha: float, gamma: float):
+    """torchvision.ops.sigmoid_focal_loss with reduction='none', verbatim in substance."""
+    try:
+        from torchvision.ops import sigmoid_focal_loss
+        return sigmoid_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction="none")
+    except ImportError:
+        pass
+    p = torch.sigmoid(inputs)
+    ce_loss = torch.nn.functional.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    return loss
+
+
+def reference(cls: str, options: dict, ref: str, x, y):
+    return (sklearn_reference if ref == "sklearn" else torch_reference)(cls, options, x, y)
+
+
+def main() -> None:
+    import sklearn
+    import torch
+
+    arrays, meta = {}, []
+    for k, (cls, options, ref) in enumerate(CASES):
+        x, y = inputs(cls, k)
+        value, grad, hess = reference(cls, options, ref, x, y)
+        for name, arr in (("x", x), ("y", y), ("value", value), ("grad", grad), ("hess", hess)):
+            arrays[f"{k}_{name}"] = np.asarray(arr, np.float64)
+        meta.append({"cls": cls, "options": options, "reference": ref})
+    arrays["meta"] = np.array(json.dumps({"cases": meta, "sklearn": sklearn.__version__,
+                                          "torch": torch.__version__}))
+    np.savez_compressed(GOLDEN_PATH, **arrays)
+    print(f"wrote {GOLDEN_PATH} ({len(CASES)} cases)")
+
+
+if __name__ == "__main__":
+    main()

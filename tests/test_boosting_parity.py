@@ -1,0 +1,109 @@
+"""Parity of the losses torch does not ship (SigmoidFocal, Pinball, the half deviances, LogCosh) with
+their references, value, gradient and Hessian: committed golden values (tests/golden/boosting.npz,
+written by tests/golden/make_boosting_golden.py from scikit-learn's ``_loss`` and torchvision's
+formula under torch autograd) and, when the references are installed, live comparisons; plus
+``gradient_hessian`` of the losses scikit-learn also has (squared error, binomial) against it."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lossengine as le
+
+_GEN_PATH = Path(__file__).parent / "golden" / "make_boosting_golden.py"
+_spec = importlib.util.spec_from_file_location("make_boosting_golden", _GEN_PATH)
+gold = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gold)
+
+RTOL = {"float64": 1e-12, "float32": 2e-5}
+
+
+def _close(actual, expected, dtype: str, what: str, scale=None):
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    atol = (1e-15 if dtype == "float64" else 1e-6) * (1.0 + np.max(np.abs(expected)) if scale is None else scale)
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=atol, err_msg=what)
+
+
+def _ours(cls: str, options: dict, x, y):
+    loss = getattr(le, cls)(**options, reduction="none")
+    value = loss(x, y)
+    grad, hess = loss.gradient_hessian(x, y)
+    return value, grad, hess
+
+
+def _golden_cases():
+    with np.load(gold.GOLDEN_PATH, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        return [(case, {k: f[f"{i}_{k}"] for k in ("x", "y", "value", "grad", "hess")})
+                for i, case in enumerate(meta["cases"])]
+
+
+GOLDEN = _golden_cases()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("k", range(len(GOLDEN)),
+                         ids=[f"{c['cls']}-{c['options']}" for c, _ in GOLDEN])
+def test_golden(k, dtype):
+    case, data = GOLDEN[k]
+    x, y = data["x"].astype(dtype), data["y"].astype(dtype)
+    value, grad, hess = _ours(case["cls"], case["options"], x, y)
+    assert value.dtype == grad.dtype == hess.dtype == np.dtype(dtype)
+    if dtype == "float32":   # the reference at the float32-rounded inputs, not at the float64 ones
+        if not _have(case["reference"]):
+            pytest.skip(f"{case['reference']} not installed (float32 needs the live reference)")
+        data = dict(zip(("value", "grad", "hess"), gold.reference(case["cls"], case["options"], case["reference"],
+                                                                   x.astype(np.float64), y.astype(np.float64))))
+    for what in ("value", "grad", "hess"):
+        _close({"value": value, "grad": grad, "hess": hess}[what], data[what], dtype, f"{case['cls']} {what}")
+
+
+def _have(reference: str) -> bool:
+    module = {"sklearn": "sklearn", "torchvision": "torch", "formula": "torch"}[reference]
+    return importlib.util.find_spec(module) is not None
+
+
+def test_every_non_torch_elementwise_loss_has_golden_data():
+    non_torch = {cls.__name__ for cls in le.losses.elementwise.LOSSES if cls.reference != "torch"}
+    assert non_torch == {c["cls"] for c, _ in GOLDEN}
+
+
+@pytest.mark.parametrize("k", range(len(gold.CASES)), ids=[f"{c}-{o}" for c, o, _ in gold.CASES])
+def test_live_reference(k):
+    cls, options, ref = gold.CASES[k]
+    pytest.importorskip({"sklearn": "sklearn", "torchvision": "torch", "formula": "torch"}[ref])
+    rng = np.random.default_rng(100 + k)
+    x, y = gold.inputs(cls, 100 + k)
+    expected = gold.reference(cls, options, ref, x, y)
+    for what, a, e in zip(("value", "grad", "hess"), _ours(cls, options, x, y), expected):
+        _close(a, e, "float64", f"{cls} {what}")
+
+
+def test_focal_target_gradient_matches_torch_autograd():
+    torch = pytest.importorskip("torch")
+    x, y = gold.inputs("SigmoidFocalLoss", 7)
+    yt = torch.tensor(y, requires_grad=True)
+    value = gold.torchvision_sigmoid_focal_loss(torch, torch.tensor(x), yt, 0.25, 2.0)
+    (expected,) = torch.autograd.grad(value.sum(), yt)
+    got = le.SigmoidFocalLoss(reduction="sum").backward(x, y, wrt="target")
+    _close(got, expected.numpy(), "float64", "focal target gradient")
+
+
+@pytest.mark.parametrize("ours, theirs, factor", [
+    ("MSELoss", "HalfSquaredError", 2.0),
+    ("BCEWithLogitsLoss", "HalfBinomialLoss", 1.0),
+])
+def test_gradient_hessian_matches_sklearn(ours, theirs, factor):
+    sk = pytest.importorskip("sklearn._loss.loss")
+    rng = np.random.default_rng(5)
+    x = 3.0 * rng.standard_normal(1000)
+    y = rng.integers(0, 2, 1000).astype(np.float64) if "Binomial" in theirs else rng.standard_normal(1000)
+    g, h = getattr(le, ours)().gradient_hessian(x, y)
+    g_ref, h_ref = getattr(sk, theirs)().gradient_hessian(y_true=y, raw_prediction=x)
+    _close(g, factor * g_ref, "float64", "gradient")
+    _close(h, factor * h_ref, "float64", "hessian")
