@@ -157,6 +157,17 @@ class ClassificationLoss(FusedLoss):
             self._raise_bad_target(np.asarray(lay.target), lay, bad)
         return value
 
+    def _hessian_shape(self, lay: _Layout) -> tuple:
+        return lay.x.shape
+
+    def _run_hessian(self, lay: _Layout, grad: np.ndarray, hess: np.ndarray) -> None:
+        # The unreduced loss ('sum' with grad_output 1): per-element gradient and Hessian diagonal.
+        _, bad = self._kernel(lay.kernel).run(lay, grad, None, None, _arrays.one(lay.dtype), 1.0,
+                                              _classification.MEAN_NONE, get_num_threads(),
+                                              PARALLEL_MIN_ELEMENTS, hess)
+        if bad >= 0:
+            self._raise_bad_target(np.asarray(lay.target), lay, bad)
+
     def _grad_result(self, lay: _Layout, name: str, grad: np.ndarray) -> np.ndarray:
         if name == "input":     # the input's shape, and its dtype is the compute dtype
             return grad
@@ -244,8 +255,13 @@ class NLLLoss2d(NLLLoss):
 
 class CrossEntropyLoss(_IndexTargetLoss):
     """-log softmax(input)[target] with optional class weights, ignore_index and label smoothing;
-    a float target of the input's shape holds class probabilities instead (torch's rule)."""
+    a float target of the input's shape holds class probabilities instead (torch's rule).
+    Hessian (``gradient_hessian``): the diagonal of each position's Hessian wrt its scores,
+    k p_c (1 - p_c) with p = softmax(input) and k = (1 - eps) w_t + eps / C sum(w) (class probability
+    targets: k = sum_c w_c t'_c); 0 at ignored positions. The off-diagonal -k p_c p_d is not returned
+    (the diagonal is what boosting uses, as scikit-learn's multinomial gradient_hessian)."""
     name = "cross_entropy"
+    has_hessian = True
     differentiable = ("input", "target")
     options = _IndexTargetLoss.options + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),)
     # Class probabilities: the target is differentiable too, so the validator checks both.
@@ -339,8 +355,10 @@ class MultiLabelMarginLoss(ClassificationLoss):
 
 
 class MultiLabelSoftMarginLoss(ClassificationLoss):
-    """sum_c weight_c (-(y log sigmoid(x) + (1 - y) log sigmoid(-x))) / C over the last axis."""
+    """sum_c weight_c (-(y log sigmoid(x) + (1 - y) log sigmoid(-x))) / C over the last axis.
+    Hessian: diagonal (the classes are independent), weight_c sigmoid(x) (1 - sigmoid(x)) / C."""
     name = "multilabel_soft_margin_loss"
+    has_hessian = True
     differentiable = ("input", "target")
     options = (array("weight", parse=lambda n, v: _arrays.float_array(n, v).copy()), reduction())
     domains = {"target": Interval(0.0, 1.0)}
