@@ -107,3 +107,70 @@ def test_gradient_hessian_matches_sklearn(ours, theirs, factor):
     g_ref, h_ref = getattr(sk, theirs)().gradient_hessian(y_true=y, raw_prediction=x)
     _close(g, factor * g_ref, "float64", "gradient")
     _close(h, factor * h_ref, "float64", "hessian")
+
+
+# -- the row losses torch does not have: golden and live, against their formulas in torch -------------
+def _row_golden():
+    with np.load(gold.GOLDEN_PATH, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        return [((cls, options), {k: f[f"row{i}_{k}"] for k in ("x", "y", "value", "grad", "hess")})
+                for i, (cls, options) in enumerate(meta["row_cases"])]
+
+
+ROW_GOLDEN = _row_golden()
+
+
+def _row_ours(cls: str, options: dict, x, t):
+    options = dict(options)
+    if "weight" in options:
+        options["weight"] = np.array(options["weight"])
+    loss = getattr(le, cls)(**options, reduction="none")
+    value = loss(x, t)
+    grad, hess = loss.gradient_hessian(x, t)
+    return value, grad, hess
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("k", range(len(ROW_GOLDEN)), ids=[f"{c}-{o}" for (c, o), _ in ROW_GOLDEN])
+def test_row_golden(k, dtype):
+    (cls, options), data = ROW_GOLDEN[k]
+    x, t = data["x"].astype(dtype), data["y"]
+    if t.dtype.kind == "f":
+        t = t.astype(dtype)
+    got = _row_ours(cls, options, x, t)
+    if dtype == "float32":
+        pytest.importorskip("torch")
+        data = dict(zip(("value", "grad", "hess"), gold.row_reference(cls, options, x.astype(np.float64),
+                                                                       np.asarray(t, np.float64) if t.dtype.kind == "f" else t)))
+    for what, a in zip(("value", "grad", "hess"), got):
+        assert a.dtype == np.dtype(dtype)
+        _close(a, data[what], dtype, f"{cls} {what}")
+
+
+def test_every_new_row_loss_has_golden_data():
+    assert {c for (c, _), _ in ROW_GOLDEN} == {"SoftmaxFocalLoss", "Poly1CrossEntropyLoss", "DiceLoss", "TverskyLoss"}
+
+
+@pytest.mark.parametrize("k", range(len(gold.ROW_CASES)), ids=[f"{c}-{o}" for c, o in gold.ROW_CASES])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_row_live_reduced(k, reduction):
+    """The reductions against the formula's: 'mean' over the weights of non-ignored positions
+    (SoftmaxFocal, Poly1) or over samples (Dice, Tversky); gradients by torch autograd."""
+    torch = pytest.importorskip("torch")
+    cls, options = gold.ROW_CASES[k]
+    x, t = gold.row_inputs(cls, 900 + k)
+    xt = torch.tensor(x, requires_grad=True)
+    per = gold.torch_row_formula(torch, cls, options, xt, torch.tensor(t))
+    if reduction == "sum" or cls in ("DiceLoss", "TverskyLoss"):
+        ref = per.sum() if reduction == "sum" else per.mean()
+    else:
+        ignore = options.get("ignore_index", -100)
+        w = np.ones(4) if options.get("weight") is None else np.array(options["weight"])
+        ref = per.sum() / float(w[t[t != ignore]].sum())
+    (g_ref,) = torch.autograd.grad(ref, xt)
+    kwargs = dict(options)
+    if "weight" in kwargs:
+        kwargs["weight"] = np.array(kwargs["weight"])
+    value, g = getattr(le, cls)(**kwargs, reduction=reduction).forward_backward(x, t)
+    _close(value, ref.detach().numpy(), "float64", "value")
+    _close(g, g_ref.numpy(), "float64", "gradient")

@@ -390,5 +390,83 @@ class MultiLabelSoftMarginLoss(ClassificationLoss):
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5])},)
 
 
-LOSSES = (CrossEntropyLoss, NLLLoss, MultiMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss)
+class SoftmaxFocalLoss(_IndexTargetLoss):
+    """Multi-class focal loss on logits (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017):
+    per position -w_t (1 - p_t)^gamma log p_t, p = softmax(input) over the class axis (axis 1, as
+    CrossEntropyLoss; (C,), (N, C) and (N, C, d1, ...) inputs with class-index targets), 0 at
+    ignore_index; 'mean' divides by the sum of w[target] over non-ignored positions, as torch's
+    cross-entropy (the number of positions without weights). gamma = 0 is CrossEntropyLoss. The
+    formula is the one PyTorch users write by hand, -(1 - exp(logp))^gamma * logp with
+    logp = log_softmax(input).gather(1, target), here computed so that 1 - p_t does not cancel.
+    Hessian: the diagonal of each position's Hessian wrt its scores (exact)."""
+    name = "softmax_focal_loss"
+    has_hessian = True
+    options = (real("gamma", 2.0, ge=0.0, examples=(0.0, 0.5, 1.0)), class_weight(),
+               integer("ignore_index", -100, examples=(1,)), reduction())
+    check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5]), "ignore_index": 2},)
+
+    def _layout(self, input, target, dtype):
+        return self._index_layout(input, target, dtype, _classification.SoftmaxFocal)
+
+
+class Poly1CrossEntropyLoss(_IndexTargetLoss):
+    """Poly-1 cross-entropy (Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+    Classification Loss Functions", ICLR 2022): per position CE + epsilon w_t (1 - p_t), CE being
+    CrossEntropyLoss's per-position loss (class weights, ignore_index, label_smoothing as torch's),
+    p = softmax(input); 'mean' as CrossEntropyLoss (the sum over positions divided by the sum of
+    w[target] over non-ignored ones). The poly term carries the class weight w_t too (so the weighted
+    'mean' is a weighted mean of whole per-position losses); the paper's reference code
+    (CE(weight)(reduction='none') + epsilon (1 - p_t)).mean() leaves it unweighted and takes a plain
+    mean: the two agree without class weights. Class-index targets only.
+    Hessian: the diagonal of each position's Hessian wrt its scores (exact)."""
+    name = "poly1_cross_entropy"
+    has_hessian = True
+    options = ((real("epsilon", 1.0, examples=(-0.5, 2.0)),) + _IndexTargetLoss.options
+               + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),))
+    check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5]), "label_smoothing": 0.1, "ignore_index": 1},)
+
+    def _layout(self, input, target, dtype):
+        return self._index_layout(input, target, dtype, _classification.Poly1CrossEntropy)
+
+
+class TverskyLoss(ClassificationLoss):
+    """Tversky loss on probabilities (Salehi et al., "Tversky loss function for image segmentation
+    using 3D fully convolutional deep networks", 2017), per sample over the trailing axes: with
+    TP = sum p y, FP = sum p (1 - y), FN = sum (1 - p) y over a sample,
+    1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth). ``input`` (N, ...) probabilities,
+    ``target`` of the same shape in [0, 1]; the loss has shape (N,), 'mean' is over samples.
+    Differentiable in the input (targets are masks). Hessian: the diagonal, exact."""
+    name = "tversky_loss"
+    has_hessian = True
+    options = (real("alpha", 0.5, ge=0.0, examples=(0.3, 0.7)), real("beta", 0.5, ge=0.0, examples=(0.7, 0.3)),
+               real("smooth", 1.0, ge=0.0, examples=(1e-3,)), reduction())
+    domains = {"input": Interval(0.0, 1.0), "target": Interval(0.0, 1.0)}
+    sample_shape = (3, 2, 4)
+    tp_weight = 1.0
+
+    def _layout(self, input, target, dtype):
+        t = _fast_float("target", target)
+        if input.ndim < 2:
+            raise ValueError(f"{self.name}: input must be (N, ...) with at least one axis after the samples "
+                             f"(each sample's values are summed over them), got shape {input.shape}")
+        if t.shape != input.shape:
+            raise ValueError(f"{self.name}: target must have the input's shape {input.shape}, got {t.shape}")
+        n = input.shape[0]
+        return _Layout(_classification.Tversky, "mean", n, math.prod(input.shape[1:]), 1,
+                       _operand(input, dtype), _operand(t, dtype), None, (n,), dtype, target)
+
+
+class DiceLoss(TverskyLoss):
+    """Dice loss on probabilities (Milletari et al., "V-Net", 3DV 2016, with additive smoothing as
+    segmentation code uses it), per sample over the trailing axes:
+    1 - (2 sum p y + smooth) / (sum p + sum y + smooth). Shapes and reduction as TverskyLoss
+    (whose kernel it is, with 2 TP + FP + FN = sum p + sum y). Hessian: the diagonal, exact."""
+    name = "dice_loss"
+    options = (real("smooth", 1.0, ge=0.0, examples=(1e-3,)), reduction())
+    alpha = beta = 1.0
+    tp_weight = 2.0
+
+
+LOSSES = (CrossEntropyLoss, NLLLoss, MultiMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss,
+          SoftmaxFocalLoss, Poly1CrossEntropyLoss, DiceLoss, TverskyLoss)
 __all__ = ["ClassificationLoss", "NLLLoss2d", "LOSSES"] + [cls.__name__ for cls in LOSSES]

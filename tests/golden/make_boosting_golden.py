@@ -6,7 +6,8 @@ Hessian; log-cosh by its definition log(cosh(d)) under torch autograd).
     python tests/golden/make_boosting_golden.py
 
 Each case: loss class name, options, input and target (float64), and the reference's per-element
-loss, d loss / d input and d^2 loss / d input^2. Imported by tests/test_boosting_parity.py for the
+loss, d loss / d input and d^2 loss / d input^2. The row cases (SoftmaxFocal, Poly1 cross-entropy,
+Dice, Tversky) hold per-position values and the Hessian diagonal, from their formulas in torch. Imported by tests/test_boosting_parity.py for the
 cases and the reference functions (scikit-learn and torch are imported lazily).
 """
 from __future__ import annotations
@@ -111,6 +112,76 @@ def reference(cls: str, options: dict, ref: str, x, y):
     return (sklearn_reference if ref == "sklearn" else torch_reference)(cls, options, x, y)
 
 
+# The row (classification) losses torch does not have: (class name, options), each against its
+# formula written in torch (torch_row_formula), value per position, input gradient of the sum,
+# and the Hessian diagonal by double backward.
+ROW_CASES = [
+    ("SoftmaxFocalLoss", {}),
+    ("SoftmaxFocalLoss", {"gamma": 0.5, "weight": [0.5, 2.0, 1.0, 1.5], "ignore_index": 2}),
+    ("SoftmaxFocalLoss", {"gamma": 1.0}),
+    ("SoftmaxFocalLoss", {"gamma": 0.0}),
+    ("Poly1CrossEntropyLoss", {}),
+    ("Poly1CrossEntropyLoss", {"epsilon": -0.5, "label_smoothing": 0.2}),
+    ("Poly1CrossEntropyLoss", {"epsilon": 2.0, "ignore_index": 1, "label_smoothing": 0.1}),
+    ("DiceLoss", {}),
+    ("DiceLoss", {"smooth": 1e-3}),
+    ("TverskyLoss", {}),
+    ("TverskyLoss", {"alpha": 0.3, "beta": 0.7, "smooth": 0.5}),
+]
+
+
+def row_inputs(cls: str, seed: int):
+    rng = np.random.default_rng(seed)
+    if cls in ("DiceLoss", "TverskyLoss"):
+        x = rng.uniform(0, 1, (3, 2, 4))
+        y = (rng.uniform(0, 1, (3, 2, 4)) < 0.4).astype(np.float64)
+        y[2] = rng.uniform(0, 1, (2, 4))
+        return x, y
+    x = 3.0 * rng.standard_normal((6, 4, 2))          # (N, C, d1): the class axis strided
+    x[0, :, 0] = [30.0, -5.0, 0.0, 1.0]                # a confident position (p_t -> 1)
+    t = rng.integers(0, 4, (6, 2))
+    t[0, 0] = 0
+    return x, t
+
+
+def torch_row_formula(torch, cls: str, options: dict, x, t):
+    F = torch.nn.functional
+    if cls in ("DiceLoss", "TverskyLoss"):
+        dims = tuple(range(1, x.ndim))
+        smooth = options.get("smooth", 1.0)
+        tp = (x * t).sum(dims)
+        if cls == "DiceLoss":
+            return 1 - (2 * tp + smooth) / (x.sum(dims) + t.sum(dims) + smooth)
+        fp, fn = (x * (1 - t)).sum(dims), ((1 - x) * t).sum(dims)
+        return 1 - (tp + smooth) / (tp + options.get("alpha", 0.5) * fp + options.get("beta", 0.5) * fn + smooth)
+    w = None if options.get("weight") is None else torch.tensor(options["weight"], dtype=x.dtype)
+    ignore = options.get("ignore_index", -100)
+    kept = (t != ignore)
+    tc = torch.where(kept, t, 0)
+    logp = F.log_softmax(x, 1).gather(1, tc.unsqueeze(1)).squeeze(1)
+    wt = torch.ones_like(logp) if w is None else w[tc]
+    if cls == "SoftmaxFocalLoss":
+        loss = -wt * (1 - torch.exp(logp)) ** options.get("gamma", 2.0) * logp
+    else:
+        ce = F.cross_entropy(x, t, weight=w, ignore_index=ignore, reduction="none",
+                             label_smoothing=options.get("label_smoothing", 0.0))
+        loss = ce + options.get("epsilon", 1.0) * wt * (1 - torch.exp(logp))
+    return torch.where(kept, loss, 0.0)
+
+
+def row_reference(cls: str, options: dict, x, t):
+    import torch
+
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    tt = torch.tensor(t)
+    value = torch_row_formula(torch, cls, options, xt, tt)
+    (grad,) = torch.autograd.grad(value.sum(), xt, create_graph=True)
+    flat = grad.reshape(-1)
+    hess = torch.stack([torch.autograd.grad(flat[i], xt, retain_graph=True)[0].reshape(-1)[i]
+                        for i in range(flat.numel())]).reshape(x.shape)
+    return value.detach().numpy(), grad.detach().numpy(), hess.detach().numpy()
+
+
 def main() -> None:
     import sklearn
     import torch
@@ -122,10 +193,14 @@ def main() -> None:
         for name, arr in (("x", x), ("y", y), ("value", value), ("grad", grad), ("hess", hess)):
             arrays[f"{k}_{name}"] = np.asarray(arr, np.float64)
         meta.append({"cls": cls, "options": options, "reference": ref})
-    arrays["meta"] = np.array(json.dumps({"cases": meta, "sklearn": sklearn.__version__,
+    for k, (cls, options) in enumerate(ROW_CASES):
+        x, t = row_inputs(cls, 50 + k)
+        for name, arr in zip(("x", "y", "value", "grad", "hess"), (x, t) + row_reference(cls, options, x, t)):
+            arrays[f"row{k}_{name}"] = np.asarray(arr)
+    arrays["meta"] = np.array(json.dumps({"cases": meta, "row_cases": ROW_CASES, "sklearn": sklearn.__version__,
                                           "torch": torch.__version__}))
     np.savez_compressed(GOLDEN_PATH, **arrays)
-    print(f"wrote {GOLDEN_PATH} ({len(CASES)} cases)")
+    print(f"wrote {GOLDEN_PATH} ({len(CASES)} elementwise and {len(ROW_CASES)} row cases)")
 
 
 if __name__ == "__main__":
