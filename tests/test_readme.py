@@ -33,3 +33,21 @@ def test_loss_table_is_generated_from_the_declarations():
     from lossengine.losses import loss_table_markdown
 
     assert loss_table_markdown() in README.read_text()
+
+
+def test_xgboost_example_prints_what_it_says():
+    import contextlib
+    import io
+
+    import pytest
+
+    pytest.importorskip("xgboost")
+    example = next(b for b in _python_blocks() if "integrations import xgboost" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example, "README xgboost example", "exec"), {})
+    got = re.search(r"test focal loss ([0-9.]+), positives in top 100: (\d+)", out.getvalue())
+    claimed = re.search(r"# test focal loss ([0-9.]+), positives in top 100: (\d+)", example)
+    assert got and claimed, out.getvalue()
+    assert abs(float(got.group(1)) - float(claimed.group(1))) <= 2e-4
+    assert abs(int(got.group(2)) - int(claimed.group(2))) <= 2
