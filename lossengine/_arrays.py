@@ -118,8 +118,14 @@ def grad_output_operand(grad_output: Any, reduction: str, loss_shape: tuple,
 
     Reduced losses take a scalar. 'none' takes a scalar or an array broadcastable to the loss's shape.
     """
-    if type(grad_output) is float or type(grad_output) is int:
-        return float(grad_output), _ONE[dtype]
+    if type(grad_output) is float:
+        return grad_output, _ONE[dtype]
+    if isinstance(grad_output, int):
+        try:
+            return float(grad_output), _ONE[dtype]
+        except OverflowError:
+            raise ValueError(f"grad_output must fit in a double, got an integer with "
+                             f"{len(str(abs(grad_output)))} digits") from None
     try:
         go = np.asarray(grad_output)
     except (ValueError, TypeError) as exc:

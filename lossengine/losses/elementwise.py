@@ -212,6 +212,11 @@ class GaussianNLLLoss(ElementwiseLoss):
         # torch's var shapes: the input's; the input's minus its last dimension (unsqueezed); or the
         # input's with exactly one mismatched dimension of size 1. A Python float var broadcasts.
         input, target, var = arrays
+        if input.size == 0 or var.shape != input.shape:
+            # torch checks var's sign before its shape, and over all of var: the kernel sees no
+            # element of var when the input is empty, so check here (off the hot path).
+            if np.any(var < 0):
+                raise ValueError(self.domain_errors[2])
         if var.shape != input.shape and var.ndim > 0:
             if var.shape == input.shape[:-1]:
                 var = var[..., np.newaxis]
