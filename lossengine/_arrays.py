@@ -100,9 +100,14 @@ def require_same_shapes(names: Sequence[str], arrays: Sequence[np.ndarray], broa
 
 def require_same_shape(name: str, arr: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
     if arr.shape != ref.shape:
+        try:
+            np.broadcast_shapes(arr.shape, ref.shape)
+            torch_does = "torch would broadcast them with a UserWarning; lossengine refuses"
+        except ValueError:
+            torch_does = "they do not broadcast either"
         raise ValueError(
-            f"{name} must have the same shape as {ref_name}: got {arr.shape} and {ref.shape}"
-            " (torch would broadcast with a warning; lossengine refuses)"
+            f"{name} must have the same shape as {ref_name}: {name} has shape {arr.shape}, "
+            f"{ref_name} has shape {ref.shape} ({torch_does})"
         )
 
 

@@ -139,7 +139,8 @@ class BCELoss(ElementwiseLoss):
     options = (array("weight"), reduction())
     operand_options = ("weight",)
     domains = {"input": Interval(0.0, 1.0), "target": Interval(0.0, 1.0)}
-    domain_errors = {0: "all elements of input should be between 0 and 1",
+    domain_errors = {0: "all elements of input should be between 0 and 1 (did you pass logits? "
+                        "BCEWithLogitsLoss takes them)",
                      1: "all elements of target should be between 0 and 1"}
 
 
