@@ -38,6 +38,10 @@ class Loss:
     # forward_backward are wrapped so the author always receives ``wrt`` as a tuple of names and
     # returns a tuple, while callers keep every public form (None, a name, a tuple of names).
     normalizes_wrt: ClassVar[bool] = False
+    # How the loss splits over chunks of its arguments, for chunked execution
+    # (lossengine.integrations.dask): "elements" (any chunking: each element's loss depends on that
+    # element only), "rows" (along the leading axis only), or None (it does not split).
+    decomposes: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -268,6 +272,12 @@ class FusedLoss(Loss):
 
     def _options_parsed(self) -> None:
         """Checks across options, after the generated __init__ stored them (none by default)."""
+
+    def __getstate__(self) -> dict:
+        # Compiled kernel objects cached on the instance (``_kernel*``) are rebuilt on first use:
+        # dropping them makes losses picklable (multiprocessing, Dask's process schedulers).
+        return {k: ({} if isinstance(v, dict) else None) if k.startswith("_kernel") else v
+                for k, v in self.__dict__.items() if not k == "_kernel_object"}
 
     def _options_repr(self) -> str:
         return options_repr(self) if declared_options(type(self)) else super()._options_repr()

@@ -90,6 +90,9 @@ def class_weight() -> Any:
 
 class ClassificationLoss(FusedLoss):
     """A loss over class scores along one axis, with a per-position target."""
+    # How the loss splits over chunks (lossengine.integrations.dask): along the leading (batch) axis,
+    # each position's loss depending on its own row of classes and its target.
+    decomposes: ClassVar[str] = "rows"
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     options = (reduction(),)

@@ -35,6 +35,9 @@ class _Plan(NamedTuple):
 
 class ElementwiseLoss(FusedLoss):
     """A loss whose value at each element depends only on the arguments' values at that element."""
+    # How the loss splits over chunks of its arguments (lossengine.integrations.dask): any chunking,
+    # each element's loss depends on that element only.
+    decomposes: ClassVar[str] = "elements"
 
     differentiable: ClassVar[tuple[str, ...]] = ("input", "target")
     options = (reduction(),)
