@@ -243,6 +243,25 @@ class HingeEmbeddingLoss(ElementwiseLoss):
     domains = {"target": Signs()}
 
 
+class MarginRankingLoss(ElementwiseLoss):
+    """max(0, -y (x1 - x2) + margin): x1 should rank above x2 where y == 1, below where y == -1.
+    input2 and target broadcast to input1's shape (torch also requires one number of dimensions)."""
+    name = "margin_ranking_loss"
+    kernel = _elementwise.MarginRanking
+    arguments = ("input1", "input2", "target")
+    differentiable = ("input1", "input2")
+    options = (real("margin", 0.0, examples=(0.5,)), reduction())
+    broadcast_arguments = ("input2", "target")
+    domains = {"target": Signs()}
+
+    def _effective_arrays(self, arrays):
+        if len({a.ndim for a in arrays}) != 1:
+            raise ValueError("margin_ranking_loss: input1, input2 and target must have the same number of "
+                             "dimensions (as torch requires); got shapes "
+                             + ", ".join(f"{n} {a.shape}" for n, a in zip(self.arguments, arrays)))
+        return arrays
+
+
 LOSSES = (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, BCELoss, BCEWithLogitsLoss, SoftMarginLoss,
-          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss)
+          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss)
 __all__ = ["ElementwiseLoss", "LOSSES"] + [cls.__name__ for cls in LOSSES]
