@@ -56,6 +56,7 @@ class NumpyElementwiseLoss(FusedLoss):
     validator will hold that path to float64 accuracy). It runs on the families' compute skeleton
     (lossengine.base.FusedLoss): only the kernel is the author's NumPy code.
     """
+    decomposes: ClassVar[str] = "elements"     # see ElementwiseLoss
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     broadcast_arguments: ClassVar[tuple[str, ...]] = ()

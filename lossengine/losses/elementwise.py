@@ -35,6 +35,9 @@ class _Plan(NamedTuple):
 
 class ElementwiseLoss(FusedLoss):
     """A loss whose value at each element depends only on the arguments' values at that element."""
+    # How the loss splits over chunks of its arguments (lossengine.integrations.dask): any chunking,
+    # each element's loss depends on that element only.
+    decomposes: ClassVar[str] = "elements"
 
     differentiable: ClassVar[tuple[str, ...]] = ("input", "target")
     options = (reduction(),)
@@ -104,7 +107,7 @@ class ElementwiseLoss(FusedLoss):
         # The unreduced loss's derivatives: the plain pass with grad_output 1 per element, plus the
         # driver's Hessian mode. The value is computed and dropped (it is in the same inlined math).
         denominator = self._denominator(plan.loss_shape)
-        self._run(plan, {"input": grad}, None, _arrays.one(plan.dtype), float(denominator or 1), hess)
+        self._run(plan, {self.arguments[0]: grad}, None, _arrays.one(plan.dtype), float(denominator or 1), hess)
 
     def _grad_result(self, plan: _Plan, name: str, grad: np.ndarray) -> np.ndarray:
         k = self.arguments.index(name)
@@ -161,7 +164,8 @@ class BCELoss(ElementwiseLoss):
     options = (array("weight"), reduction())
     operand_options = ("weight",)
     domains = {"input": Interval(0.0, 1.0), "target": Interval(0.0, 1.0)}
-    domain_errors = {0: "all elements of input should be between 0 and 1",
+    domain_errors = {0: "all elements of input should be between 0 and 1 (did you pass logits? "
+                        "BCEWithLogitsLoss takes them)",
                      1: "all elements of target should be between 0 and 1"}
 
 
@@ -239,6 +243,11 @@ class GaussianNLLLoss(ElementwiseLoss):
         # torch's var shapes: the input's; the input's minus its last dimension (unsqueezed); or the
         # input's with exactly one mismatched dimension of size 1. A Python float var broadcasts.
         input, target, var = arrays
+        if input.size == 0 or var.shape != input.shape:
+            # torch checks var's sign before its shape, and over all of var: the kernel sees no
+            # element of var when the input is empty, so check here (off the hot path).
+            if np.any(var < 0):
+                raise ValueError(self.domain_errors[2])
         if var.shape != input.shape and var.ndim > 0:
             if var.shape == input.shape[:-1]:
                 var = var[..., np.newaxis]
@@ -261,6 +270,27 @@ class HingeEmbeddingLoss(ElementwiseLoss):
     differentiable = ("input",)
     broadcast_arguments = ("target",)
     domains = {"target": Signs()}
+
+
+class MarginRankingLoss(ElementwiseLoss):
+    """max(0, -y (x1 - x2) + margin): x1 should rank above x2 where y == 1, below where y == -1.
+    input2 and target broadcast to input1's shape (torch also requires one number of dimensions).
+    Hessian wrt input1: 0 (piecewise linear; undefined at the hinge); boosting's ``hessian_surrogate`` is 1."""
+    name = "margin_ranking_loss"
+    hessian_surrogate = 1.0
+    kernel = _elementwise.MarginRanking
+    arguments = ("input1", "input2", "target")
+    differentiable = ("input1", "input2")
+    options = (real("margin", 0.0, examples=(0.5,)), reduction())
+    broadcast_arguments = ("input2", "target")
+    domains = {"target": Signs()}
+
+    def _effective_arrays(self, arrays):
+        if len({a.ndim for a in arrays}) != 1:
+            raise ValueError("margin_ranking_loss: input1, input2 and target must have the same number of "
+                             "dimensions (as torch requires); got shapes "
+                             + ", ".join(f"{n} {a.shape}" for n, a in zip(self.arguments, arrays)))
+        return arrays
 
 
 class SigmoidFocalLoss(ElementwiseLoss):
@@ -343,6 +373,6 @@ class LogCoshLoss(ElementwiseLoss):
 
 
 LOSSES = (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, BCELoss, BCEWithLogitsLoss, SoftMarginLoss,
-          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss, SigmoidFocalLoss, PinballLoss,
-          HalfPoissonLoss, HalfGammaLoss, HalfTweedieLoss, LogCoshLoss)
+          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss, SigmoidFocalLoss,
+          PinballLoss, HalfPoissonLoss, HalfGammaLoss, HalfTweedieLoss, LogCoshLoss)
 __all__ = ["ElementwiseLoss", "LOSSES"] + [cls.__name__ for cls in LOSSES]
