@@ -10,27 +10,35 @@ cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* p
                        double* grad) noexcept nogil:
     # z_j = s x_j (j != t), z_t = s (x_t - m); loss = logsumexp(z) - z_t, d loss / d x_j =
     # s (softmax(z)_j - [j == t]). Subtracting max z is the standard overflow-free log-sum-exp
-    # (every exp argument <= 0, and the largest is exactly 0, so the sum is >= 1). z lives in grad,
-    # then exp(z - max) does: no other scratch. Max and sum run over 4 independent lanes combined in
+    # (every exp argument <= 0). z lives in grad, then exp(z - max) does: no other scratch. Max and sum run over 4 independent lanes combined in
     # a fixed order: the loops vectorize, and the bits do not depend on where the row came from.
     cdef double s = params[0], m = params[1]
-    cdef double zt = s * (x[t] - m), zmax, total, inv
+    cdef double zt = s * (x[t] - m), zmax, total, inv, z
     cdef double lane[4]
     cdef Py_ssize_t j, l, c4 = C - C % 4
-    for j in range(C):
-        grad[j] = s * x[j]
-    grad[t] = zt
-    zmax = grad[0]
-    if c4:
+    # pass 1: z into grad, and M = max(s max_j x_j, z_t) >= max z, over M - max z <= s max(m, 0):
+    # the exps stay >= exp(-s m), the sum far from underflow while s m < 100; beyond that (never in
+    # practice) the exact max z is taken in one more pass.
+    for l in range(4):
+        lane[l] = zt
+    for j in range(0, c4, 4):
         for l in range(4):
-            lane[l] = grad[l]
-        for j in range(4, c4, 4):
-            for l in range(4):
-                lane[l] = grad[j + l] if grad[j + l] > lane[l] else lane[l]
-        for l in range(4):
-            zmax = lane[l] if lane[l] > zmax else zmax
+            z = s * x[j + l]
+            grad[j + l] = z
+            lane[l] = z if z > lane[l] else lane[l]
+    zmax = (lane[0] if lane[0] > lane[1] else lane[1])
+    zmax = lane[2] if lane[2] > zmax else zmax
+    zmax = lane[3] if lane[3] > zmax else zmax
     for j in range(c4, C):
-        zmax = grad[j] if grad[j] > zmax else zmax
+        z = s * x[j]
+        grad[j] = z
+        zmax = z if z > zmax else zmax
+    grad[t] = zt
+    if s * m > 100.0:
+        zmax = zt
+        for j in range(C):
+            zmax = grad[j] if grad[j] > zmax else zmax
+    # pass 2: exp(z - M) (a loop without a reduction: it vectorizes with libmvec), then its sum
     for j in range(C):
         grad[j] = exp(grad[j] - zmax)
     for l in range(4):
@@ -41,6 +49,7 @@ cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* p
     total = (lane[0] + lane[1]) + (lane[2] + lane[3])
     for j in range(c4, C):
         total += grad[j]
+    # pass 3: the gradient s (softmax - onehot)
     inv = s / total
     for j in range(C):
         grad[j] = inv * grad[j]
