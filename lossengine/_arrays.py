@@ -18,6 +18,8 @@ REDUCTIONS = ("none", "mean", "sum")
 
 def float_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a floating-point ndarray (any layout); TypeError naming ``name`` otherwise."""
+    if type(value) is not np.ndarray:
+        require_host_memory(name, value)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
@@ -28,6 +30,20 @@ def float_array(name: str, value: Any) -> np.ndarray:
             + (" (cast it with .astype(np.float32) or np.float64)" if arr.dtype.kind in "iub" else "")
         )
     return arr
+
+
+def require_host_memory(name: str, value: Any) -> None:
+    """GPU arrays (CuPy, torch CUDA tensors, anything exposing __cuda_array_interface__ or a
+    non-CPU DLPack device) are refused with what to do, not a confusing conversion error."""
+    on_gpu = hasattr(value, "__cuda_array_interface__")
+    if not on_gpu and hasattr(value, "__dlpack_device__") and not isinstance(value, np.ndarray):
+        try:
+            on_gpu = int(value.__dlpack_device__()[0]) != 1         # 1: kDLCPU
+        except Exception:
+            on_gpu = False
+    if on_gpu:
+        raise TypeError(f"{name} is a GPU array; lossengine runs on the CPU: move it to host memory first "
+                        f"(e.g. cupy.asnumpy(a), tensor.cpu().numpy())")
 
 
 FLOAT32 = np.dtype(np.float32)
