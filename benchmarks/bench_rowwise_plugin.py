@@ -1,6 +1,6 @@
 """The compiled row-wise example plugin against the built-in cross-entropy, through the same driver.
 
-    python benchmarks/bench_rowwise_plugin.py [--shapes 4096x1000,65536x100] [--repeat 21] [--threads N]
+    python benchmarks/bench_rowwise_plugin.py [--shapes 4096x1000,65536x100] [--dtype float32] [--repeat 21] [--threads N]
     pytest benchmarks/bench_rowwise_plugin.py --benchmark-enable --benchmark-group-by=param:shape
 
 Times forward_backward (value + input gradient, reduction='mean', float32) of lossengine-amsoftmax's
@@ -20,10 +20,10 @@ import lossengine as le
 SHAPES = ("4096x1000", "65536x100")
 
 
-def _cases(shape: str):
+def _cases(shape: str, dtype=np.float32):
     n, c = (int(v) for v in shape.split("x"))
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (n, c)).astype(np.float32)
+    x = rng.uniform(-1, 1, (n, c)).astype(dtype)
     t = rng.integers(0, c, n)
     return {"am_softmax_loss (compiled row plugin)": (le.registry.get("am_softmax_loss")(), x, t),
             "cross_entropy (built-in)": (le.CrossEntropyLoss(), x, t)}
@@ -43,6 +43,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -50,9 +51,9 @@ def main() -> None:
         le.set_num_threads(args.threads)
     if "am_softmax_loss" not in le.registry.names():
         raise SystemExit("install the plugin first: pip install ./plugins/lossengine-amsoftmax")
-    print(f"threads={le.get_num_threads()}  float32  forward_backward(reduction='mean')  median of {args.repeat}")
+    print(f"threads={le.get_num_threads()}  {args.dtype}  forward_backward(reduction='mean')  median of {args.repeat}")
     for shape in args.shapes.split(","):
-        cases = _cases(shape)
+        cases = _cases(shape, np.dtype(args.dtype))
         t = interleaved_medians({label: (lambda loss=loss, x=x, y=y: loss.forward_backward(x, y))
                                  for label, (loss, x, y) in cases.items()}, args.repeat)
         plugin, builtin = t.values()

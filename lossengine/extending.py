@@ -195,10 +195,12 @@ class CompiledRowLoss(_IndexTargetLoss):
     and passes them to its row function as doubles through ``row_params()``.
 
     Class attributes: ``row_function``, the PyCapsule from the plugin's ``row_fn_capsule(fn)``;
-    plus ``name`` as for any loss.
+    optionally ``row_function_float32``, from ``row_f32_fn_capsule(fn32)``, the same function over
+    float32 rows (float32 inputs then take it: twice the vector lanes); plus ``name`` as for any loss.
     """
 
     row_function: ClassVar[Any] = None
+    row_function_float32: ClassVar[Any] = None
     options = (class_weight(), integer("ignore_index", -100, examples=(1,)), reduction())
     reference: ClassVar[str] = "plugin"
 
@@ -216,6 +218,7 @@ class CompiledRowLoss(_IndexTargetLoss):
         key = (params.tobytes(), self.ignore_index)
         cached = self._kernels.get(kernel_class)
         if cached is None or cached[0] != key:
-            cached = self._kernels[kernel_class] = (key, kernel_class(type(self).row_function, params,
-                                                                      self.ignore_index))
+            cls = type(self)
+            cached = self._kernels[kernel_class] = (key, kernel_class(cls.row_function, params, self.ignore_index,
+                                                                      cls.row_function_float32))
         return cached[1]

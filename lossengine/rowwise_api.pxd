@@ -18,6 +18,14 @@
 #
 #     ROW = row_fn_capsule(my_row)              # CompiledRowLoss.row_function
 #
+# Optionally, a float32 form of the same function (``row_f32_fn``: float scores, float gradient;
+# params and the returned loss stay double), for CompiledRowLoss.row_function_float32: float32
+# inputs then reach it without widening, and its loops run twice as many lanes per vector (libmvec's
+# expf/logf below). It must agree with the double form to float32 accuracy (the validator holds
+# float32 results to the float64 ones); float64 inputs always take the double form.
+#
+#     ROW_F32 = row_f32_fn_capsule(my_row_f32)  # CompiledRowLoss.row_function_float32
+#
 # Contract of a row function (the driver relies on every point):
 # - x points at the row's C >= 1 scores, contiguous, as doubles whatever the input's dtype (a
 #   float32 row or a strided (N, C, d1..dK) position is gathered into a double scratch row first).
@@ -45,6 +53,7 @@ from cpython.pycapsule cimport PyCapsule_New
 cdef extern from *:
     """
     #define LOSSENGINE_ROW_FN_CAPSULE_NAME "lossengine.rowwise_api.row_fn.v1"
+    #define LOSSENGINE_ROW_F32_FN_CAPSULE_NAME "lossengine.rowwise_api.row_f32_fn.v1"
     #if defined(__GNUC__) && defined(__x86_64__) && defined(LE_USE_LIBMVEC)
     /* As in lossengine's own kernels: glibc's libmvec has vector variants of these, which math.h
        declares only under -ffast-math. Declared here (the plugin's build defines LE_USE_LIBMVEC and
@@ -54,13 +63,22 @@ cdef extern from *:
     __attribute__((__simd__("notinbranch"))) double log1p(double);
     __attribute__((__simd__("notinbranch"))) double expm1(double);
     __attribute__((__simd__("notinbranch"))) double tanh(double);
+    __attribute__((__simd__("notinbranch"))) float expf(float);
+    __attribute__((__simd__("notinbranch"))) float logf(float);
     #endif
     """
     const char* ROW_FN_CAPSULE_NAME "LOSSENGINE_ROW_FN_CAPSULE_NAME"
+    const char* ROW_F32_FN_CAPSULE_NAME "LOSSENGINE_ROW_F32_FN_CAPSULE_NAME"
 
 ctypedef double (*row_fn)(Py_ssize_t C, const double* x, int64_t target, const double* params, double* grad) noexcept nogil
+ctypedef double (*row_f32_fn)(Py_ssize_t C, const float* x, int64_t target, const double* params, float* grad) noexcept nogil
 
 
 cdef inline object row_fn_capsule(row_fn fn):
     """Wrap ``fn`` for a CompiledRowLoss's ``row_function`` class attribute."""
     return PyCapsule_New(<void*>fn, ROW_FN_CAPSULE_NAME, NULL)
+
+
+cdef inline object row_f32_fn_capsule(row_f32_fn fn):
+    """Wrap ``fn`` for a CompiledRowLoss's optional ``row_function_float32`` class attribute."""
+    return PyCapsule_New(<void*>fn, ROW_F32_FN_CAPSULE_NAME, NULL)

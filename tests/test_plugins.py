@@ -571,17 +571,26 @@ def test_row_plugin_refuses_a_foreign_capsule():
     with pytest.raises(TypeError, match="capsule named 'lossengine.elementwise_api.element_fn.v1'"):
         WrongCapsule()(x, t)
 
+    class WrongFloat32(RowSelfTest):
+        row_function_float32 = RowSelfTest.row_function      # the double form where the float32 one belongs
 
-def test_public_row_pxd_agrees_with_the_driver():
+    with pytest.raises(TypeError, match="row_function_float32 must be a PyCapsule named "
+                                        "'lossengine.rowwise_api.row_f32_fn.v1'.*row_fn.v1"):
+        WrongFloat32()(x, t)
+
+
+@pytest.mark.parametrize("typedef, capsule, ftype", [("row_fn", "ROW_CAPSULE_NAME", "double"),
+                                                    ("row_f32_fn", "ROW_F32_CAPSULE_NAME", "float")])
+def test_public_row_pxd_agrees_with_the_driver(typedef, capsule, ftype):
     package = Path(le.__file__).parent
     pxd = (package / "rowwise_api.pxd").read_text()
-    assert f'"{_classification.ROW_CAPSULE_NAME}"' in pxd
-    signature = ("(Py_ssize_t C, const double* x, int64_t target, const double* params, double* grad) "
+    assert f'"{getattr(_classification, capsule)}"' in pxd
+    signature = (f"(Py_ssize_t C, const {ftype}* x, int64_t target, const double* params, {ftype}* grad) "
                  "noexcept nogil")
-    assert f"ctypedef double (*row_fn){signature}" in pxd
+    assert f"ctypedef double (*{typedef}){signature}" in pxd
     pyx = package.parent / "pyx" / "classification.pyx.tp"
     if pyx.exists():                          # a source checkout
-        assert f"ctypedef double (*row_fn){signature}" in pyx.read_text()
+        assert f"ctypedef double (*{typedef}){signature}" in pyx.read_text()
 
 
 def _am_softmax_reference(x, t, s, m):
@@ -595,24 +604,31 @@ def _am_softmax_reference(x, t, s, m):
     return loss, grad
 
 
-@pytest.mark.parametrize("shape", [(50, 10), (6, 7, 3, 2)])
-@pytest.mark.parametrize("scale, margin", [(30.0, 0.35), (64.0, 0.5), (1.0, 0.0), (4.0, -0.2)])
-def test_amsoftmax_plugin_matches_a_numpy_reference(shape, scale, margin):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(50, 10), (6, 7, 3, 2), (9, 37)])
+@pytest.mark.parametrize("scale, margin", [(30.0, 0.35), (64.0, 0.5), (1.0, 0.0), (4.0, -0.2), (20.0, 3.0), (40.0, 3.0)])
+def test_amsoftmax_plugin_matches_a_numpy_reference(shape, scale, margin, dtype):
+    # float32 inputs take the plugin's float32 row function, float64 its double one.
     _installed("lossengine-amsoftmax")
     rng = np.random.default_rng(11)
     x = rng.uniform(-1, 1, shape)
     x[0, 0] = 40.0                            # a large score: the log-sum-exp must not overflow
+    x = x.astype(dtype).astype(np.float64)
     t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
     w = rng.uniform(0.5, 2.0, shape[1])
     go = rng.uniform(0.5, 1.5, t.shape)
     loss_cls = le.registry.get("am_softmax_loss")
-    value, grad = loss_cls(scale, margin, w, reduction="none").forward_backward(x, t, grad_output=go)
+    value, grad = loss_cls(scale, margin, w, reduction="none").forward_backward(x.astype(dtype), t,
+                                                                           grad_output=go.astype(dtype))
+    go = go.astype(dtype).astype(np.float64)
     ref_loss, ref_grad = _am_softmax_reference(x, t, scale, margin)
-    wt = w[t]
-    np.testing.assert_allclose(value, wt * ref_loss, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(grad, np.expand_dims(go * wt, 1) * ref_grad, rtol=1e-11, atol=1e-12)
-    mean = loss_cls(scale, margin, w)(x, t)
-    np.testing.assert_allclose(mean, np.sum(wt * ref_loss) / np.sum(wt), rtol=1e-12)
+    wt = w.astype(dtype).astype(np.float64)[t]
+    rtol, atol = (1e-12, 1e-13) if dtype == np.float64 else (1e-5, 1e-6 * scale)
+    assert value.dtype == dtype and grad.dtype == dtype
+    np.testing.assert_allclose(value, wt * ref_loss, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grad, np.expand_dims(go * wt, 1) * ref_grad, rtol=10 * rtol, atol=atol)
+    mean = loss_cls(scale, margin, w)(x.astype(dtype), t)
+    np.testing.assert_allclose(mean, np.sum(wt * ref_loss) / np.sum(wt), rtol=rtol)
 
 
 def test_amsoftmax_plugin_without_margin_is_scaled_cross_entropy():
