@@ -34,6 +34,23 @@ def test_gpu_arrays_are_refused_with_a_cpu_message():
         le.MSELoss()(FakeCuda(), np.zeros(3))
 
 
+def test_gpu_arrays_are_refused_wherever_an_array_enters():
+    class FakeDLPackGpu:                     # a torch CUDA tensor's protocol: device type 2 (kDLCUDA)
+        def __dlpack_device__(self):
+            return (2, 0)
+
+        def __array__(self, dtype=None, copy=None):
+            raise AssertionError("a GPU array must be refused before any conversion")
+    class FakeCuda:
+        __cuda_array_interface__ = {"shape": (4,), "typestr": "<i8", "data": (0, False), "version": 3}
+    with pytest.raises(TypeError, match="input is a GPU array.*runs on the CPU"):
+        le.BCEWithLogitsLoss().forward_backward(FakeDLPackGpu(), np.zeros(3))
+    with pytest.raises(TypeError, match="target is a GPU array.*runs on the CPU"):
+        le.CrossEntropyLoss()(np.zeros((4, 3)), FakeCuda())
+    with pytest.raises(TypeError, match="target is a GPU array.*runs on the CPU"):
+        le.MSELoss()(np.zeros(3), FakeDLPackGpu())
+
+
 def test_array_likes_with_dunder_array_are_accepted():
     class ArrayLike:
         def __array__(self, dtype=None, copy=None):
@@ -98,6 +115,64 @@ def test_jax_vmap_reduces_within_each_batch_element(jax_modules):
     per_row = jax.vmap(jax.grad(f))(x, y)
     ref = jax.vmap(jax.grad(lambda a, b: optax.sigmoid_binary_cross_entropy(a, b).mean()))(x, y)
     np.testing.assert_allclose(per_row, ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_jax_narrow_floats_keep_their_dtype(jax_modules, dtype):
+    jax, jnp, optax, wrap = jax_modules
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((16, 5)), dtype)
+    y = jnp.asarray(rng.integers(0, 2, (16, 5)), dtype)
+    value, grad = jax.jit(jax.value_and_grad(wrap(le.BCEWithLogitsLoss())))(x, y)
+    assert value.dtype == x.dtype and grad.dtype == x.dtype and grad.shape == x.shape
+    ref_value, ref_grad = jax.value_and_grad(
+        lambda a: optax.sigmoid_binary_cross_entropy(a, y.astype(jnp.float32)).mean())(x.astype(jnp.float32))
+    np.testing.assert_allclose(np.float32(value), ref_value, rtol=1e-2)
+    np.testing.assert_allclose(np.asarray(grad, np.float32), ref_grad, rtol=1e-2, atol=1e-4)
+
+
+def test_jax_float64_matches_lossengine_exactly(jax_modules):
+    jax, jnp, optax, wrap = jax_modules
+    rng = np.random.default_rng(8)
+    x, var = rng.standard_normal((2, 7, 3))
+    y = rng.standard_normal((7, 3))
+    loss = le.GaussianNLLLoss(reduction="sum")
+    expected_value, expected = loss.forward_backward(x, y, np.abs(var), wrt=("input", "target", "var"))
+    with jax.enable_x64(True):
+        f = jax.jit(jax.value_and_grad(wrap(loss), argnums=(0, 1, 2)))
+        value, grads = f(jnp.asarray(x), jnp.asarray(y), jnp.asarray(np.abs(var)))
+        assert value.dtype == jnp.float64 and all(g.dtype == jnp.float64 for g in grads)
+        np.testing.assert_allclose(value, expected_value, rtol=1e-14)
+        for g, e in zip(grads, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-14)
+        # the cotangent scales the kept gradient: grad of 3 * loss
+        g3 = jax.grad(lambda a: 3.0 * wrap(loss)(a, jnp.asarray(y), jnp.asarray(np.abs(var))))(jnp.asarray(x))
+        np.testing.assert_allclose(g3, 3.0 * expected[0], rtol=1e-14)
+
+
+def test_jax_eager_calls_run_one_kernel_pass_each(jax_modules, monkeypatch):
+    jax, jnp, optax, wrap = jax_modules
+    calls = []
+    original = le.MSELoss._compute                 # every kernel pass, value-only or fused
+    monkeypatch.setattr(le.MSELoss, "_compute", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    f = jax.value_and_grad(wrap(le.MSELoss()))
+    x, y = jnp.ones(5), jnp.zeros(5)
+    f(x, y)
+    calls.clear()
+    for _ in range(3):
+        f(x, y)
+    assert len(calls) == 3            # one fused pass per call: no second pass for the value's shape
+
+
+def test_jax_jit_of_vmap_of_grad_with_class_indices(jax_modules):
+    jax, jnp, optax, wrap = jax_modules
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.standard_normal((3, 8, 4)), jnp.float32)
+    t = jnp.asarray(rng.integers(0, 4, (3, 8)))
+    per_batch = jax.jit(jax.vmap(jax.grad(wrap(le.CrossEntropyLoss(label_smoothing=0.1)))))(x, t)
+    ref = jax.vmap(jax.grad(lambda a, b: optax.softmax_cross_entropy(
+        a, optax.smooth_labels(jax.nn.one_hot(b, 4), 0.1)).mean()))(x, t)
+    np.testing.assert_allclose(per_batch, ref, rtol=1e-5, atol=1e-7)
 
 
 def test_jax_wrap_refuses_a_class_and_counts_arguments(jax_modules):
@@ -195,3 +270,7 @@ def test_dask_refuses_what_does_not_split(dask_modules):
         led.forward(le.CTCLoss(), da.zeros((5, 2, 3)), np.zeros((2, 2)), np.ones(2), np.ones(2))
     with pytest.raises(ValueError, match="target must have the shape of input"):
         led.forward(le.MSELoss(), da.zeros((4, 3)), da.zeros((4, 1)))
+    class FakeCuda:
+        __cuda_array_interface__ = {"shape": (4, 3), "typestr": "<f8", "data": (0, False), "version": 3}
+    with pytest.raises(TypeError, match="target is a GPU array.*runs on the CPU"):
+        led.forward(le.MSELoss(), da.zeros((4, 3)), FakeCuda())

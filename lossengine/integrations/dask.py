@@ -75,8 +75,8 @@ def _aligned(loss: Loss, arrays: tuple) -> tuple[list, str]:
     if len(arrays) != len(loss.arguments):
         loss._check_arity(arrays)
     for name, a in zip(loss.arguments, arrays):
-        if hasattr(a, "__cuda_array_interface__"):
-            raise TypeError(f"{name} is a GPU array; lossengine runs on the CPU: move it to host memory first")
+        # A Dask array's chunks are of its _meta's type (a CuPy-backed array has a CuPy _meta).
+        _arrays.require_host_memory(name, getattr(a, "_meta", a) if isinstance(a, da.Array) else a)
     xs = [a if isinstance(a, da.Array) else da.asarray(np.asarray(a)) for a in arrays]
     first = xs[0]
     if kind == "elements":
@@ -125,7 +125,7 @@ def _positions(kind: str, block_shape: tuple) -> int:
 
 # -- per-chunk work (runs on the workers) ------------------------------------------------------------
 def _chunk_denominator(loss: Loss, kind: str, *blocks) -> float:
-    weighted = loss.mean_denominator(*blocks) if kind == "rows" else None
+    weighted = loss.mean_denominator(*blocks)
     return float(_positions(kind, np.shape(blocks[0])) if weighted is None else weighted)
 
 
@@ -160,7 +160,7 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
     if reduction == "batchmean":
         denominator = float(xs[0].shape[0]) if xs[0].ndim else 1.0
     elif reduction == "mean":
-        if kind == "rows" and _weighted_mean(loss):
+        if _data_dependent_mean(loss):
             parts = [dask.delayed(_chunk_denominator)(loss, kind, *b) for b in blocks]
             denominator = dask.delayed(_fsum)(parts)
         else:
@@ -209,8 +209,11 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
     return value, (results[0] if single else tuple(results))
 
 
-def _weighted_mean(loss: Loss) -> bool:
-    return getattr(loss, "weight", None) is not None or getattr(loss, "ignore_index", None) is not None
+def _data_dependent_mean(loss: Loss) -> bool:
+    # Asked of the loss, not of its options: a loss whose 'mean' is not the plain count of positions
+    # (torch's weighted / ignoring NLL and cross-entropy) says so by overriding mean_denominator,
+    # and then each chunk reports its share of it (None from a chunk: its count of positions).
+    return type(loss).mean_denominator is not Loss.mean_denominator
 
 
 def _divide(a, b) -> float:
