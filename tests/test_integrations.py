@@ -234,6 +234,46 @@ def test_dask_classification_over_row_chunks(dask_modules, loss):
     np.testing.assert_array_equal(g, expected)
 
 
+class _RowSquaredNorm(le.Loss):
+    """A loss over rows of embeddings, declared "feature-rows" (as the embedding family is): per row,
+    w * |input - target|^2 over the last axis; a loss outside the built-in families plugs into the Dask
+    integration by its declaration alone."""
+    arguments = ("input", "target", "w")
+    differentiable = ("input", "target")
+    decomposes = "feature-rows"
+
+    def forward(self, x, t, w):
+        per_row = np.asarray(w) * ((np.asarray(x) - t) ** 2).sum(axis=-1)
+        return per_row if self.reduction == "none" else getattr(per_row, self.reduction)()
+
+    def backward(self, x, t, w, grad_output=1.0, wrt=None):
+        names, single = self._resolve_wrt(wrt)
+        per_row = np.asarray(grad_output) * np.asarray(w)
+        if self.reduction == "mean":
+            per_row = per_row / np.prod(np.shape(x)[:-1])
+        gx = 2 * per_row[..., None] * (np.asarray(x) - t)
+        grads = {"input": gx, "target": -gx}
+        return grads[names[0]] if single else tuple(grads[n] for n in names)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_dask_feature_rows_losses_plug_in_by_declaration(dask_modules, reduction):
+    dask, da, led = dask_modules
+    rng = np.random.default_rng(10)
+    x, t = rng.standard_normal((2, 90, 6))
+    w = rng.random(90)
+    loss = _RowSquaredNorm(reduction)
+    go = rng.random(90) if reduction == "none" else 2.0
+    X, T, W = da.from_array(x, chunks=(20, 2)), da.from_array(t, chunks=(45, 6)), da.from_array(w, chunks=30)
+    value, (gx, gt) = led.forward_backward(loss, X, T, W, grad_output=go, wrt=("input", "target"))
+    assert gx.chunks == ((20, 20, 20, 20, 10), (6,)) and gt.chunks == gx.chunks
+    assert value.shape == (() if reduction == "mean" else (90,))
+    v, a, b = dask.compute(value, gx, gt, scheduler="threads")
+    np.testing.assert_allclose(v, loss.forward(x, t, w), rtol=1e-13)
+    np.testing.assert_allclose(a, loss.backward(x, t, w, grad_output=go), rtol=1e-13)
+    np.testing.assert_allclose(b, -a, rtol=0)
+
+
 def test_dask_value_is_identical_across_schedulers_and_worker_counts(dask_modules):
     dask, da, led = dask_modules
     _, _, scores, target = _data(np.random.default_rng(5))

@@ -10,9 +10,11 @@
 
 Which losses: those that split over chunks, as their class declares (``Loss.decomposes``): the
 elementwise family ("elements": any chunking, all arguments of one shape, chunked alike — they are
-rechunked to the first argument's chunks) and the classification family ("rows": chunks along the
-leading axis; the class axis and any trailing axes are made one chunk). Losses that do not split
-(CTC, plugins that do not declare it) are a TypeError.
+rechunked to the first argument's chunks), the classification family ("rows": chunks along the
+leading axis; the class axis and any trailing axes are made one chunk) and losses over rows of
+embeddings ("feature-rows": chunks along the leading axis, the feature axis last). For "rows" and
+"feature-rows" every argument has one entry per row of the first (no broadcasting across chunks).
+Losses that do not split (CTC, plugins that do not declare it) are a TypeError.
 
 How: each chunk runs the loss's fused kernel with reduction='sum' and reports its partial sum and its
 share of the 'mean' denominator (its element count, or for weighted/ignoring cross-entropy and NLL
@@ -69,7 +71,7 @@ def _aligned(loss: Loss, arrays: tuple) -> tuple[list, str]:
     kind = getattr(loss, "decomposes", None)
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a lossengine loss instance, got {type(loss).__name__}")
-    if kind not in ("elements", "rows"):
+    if kind not in _KINDS:
         raise TypeError(f"{type(loss).__name__} does not split over chunks (Loss.decomposes is {kind!r}): "
                         f"compute it on NumPy arrays instead")
     if len(arrays) != len(loss.arguments):
@@ -117,10 +119,26 @@ def _with_reduction(loss: Loss, reduction: str) -> Loss:
     return clone
 
 
+#: Loss.decomposes -> the axis of the first argument each position's loss reduces over (None: none).
+#: "rows": classification scores (N, C, d1, ...), the class axis 1; "feature-rows": embeddings
+#: (N, ..., D), the feature axis last. Both split along the leading axis only.
+_KINDS = {"elements": None, "rows": 1, "feature-rows": -1}
+
+
+def _loss_block_shape(kind: str, block_shape: tuple) -> tuple:
+    """The 'none' loss's shape over a block of the first argument of ``block_shape`` (or its block
+    grid: the reduced axis is one chunk)."""
+    axis = _KINDS[kind]
+    if axis is None:
+        return tuple(block_shape)
+    if len(block_shape) <= 1:
+        return ()                                        # one unbatched position
+    axis %= len(block_shape)
+    return tuple(block_shape[:axis]) + tuple(block_shape[axis + 1:])
+
+
 def _positions(kind: str, block_shape: tuple) -> int:
-    if kind == "elements":
-        return math.prod(block_shape)
-    return 1 if len(block_shape) <= 1 else block_shape[0] * math.prod(block_shape[2:])
+    return math.prod(_loss_block_shape(kind, block_shape))
 
 
 # -- per-chunk work (runs on the workers) ------------------------------------------------------------
@@ -239,19 +257,11 @@ def _block_shapes(x: da.Array) -> list[tuple]:
     return [tuple(c[i] for c, i in zip(x.chunks, index)) for index in np.ndindex(*x.numblocks)]
 
 
-def _loss_block_shape(kind: str, block_shape: tuple) -> tuple:
-    if kind == "elements":
-        return block_shape
-    if len(block_shape) <= 1:
-        return ()
-    return (block_shape[0],) + block_shape[2:]
-
-
 def _loss_shaped_blocks(go: da.Array, x: da.Array, kind: str) -> list:
     if kind == "elements":
         go = da.broadcast_to(go, x.shape).rechunk(x.chunks)
     elif x.ndim > 1:
-        go = da.broadcast_to(go, (x.shape[0],) + x.shape[2:]).rechunk({0: x.chunks[0], **{
+        go = da.broadcast_to(go, _loss_block_shape(kind, x.shape)).rechunk({0: x.chunks[0], **{
             i: -1 for i in range(1, x.ndim - 1)}})
     else:
         go = go.rechunk(-1)
@@ -261,8 +271,8 @@ def _loss_shaped_blocks(go: da.Array, x: da.Array, kind: str) -> list:
 def _assemble(pieces: list, x: da.Array, kind: str, loss_block: bool = False) -> da.Array:
     """Blocks in x's block order back into one Dask array with x's block grid."""
     grid = x.numblocks
-    if loss_block and kind == "rows":
-        grid = (grid[0],) + grid[2:] if x.ndim > 1 else ()
+    if loss_block:
+        grid = _loss_block_shape(kind, grid)
     if not grid:
         return pieces[0]
     nested = np.empty(grid, dtype=object)
