@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax") if __name__ != "__main__" else __import__("jax")
+optax = pytest.importorskip("optax") if __name__ != "__main__" else __import__("optax")
 import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
 
 import lossengine as le  # noqa: E402
 from lossengine.bench import interleaved_medians  # noqa: E402

@@ -218,6 +218,21 @@ def test_dask_elementwise_matches_numpy_for_any_chunking(dask_modules, reduction
         np.testing.assert_array_equal(b, expected[1])
 
 
+def test_dask_per_element_options_are_chunked_with_the_arguments(dask_modules):
+    dask, da, led = dask_modules
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((200, 7))
+    y = (rng.random((200, 7)) < 0.5).astype(np.float64)
+    loss = le.BCEWithLogitsLoss(weight=rng.random((200, 7)), pos_weight=np.arange(1.0, 8.0))
+    value, grad = led.forward_backward(loss, da.from_array(x, chunks=(60, 3)), da.from_array(y, chunks=(60, 3)))
+    v, g = dask.compute(value, grad, scheduler="sync")
+    expected_value, expected = loss.forward_backward(x, y)
+    np.testing.assert_allclose(v, expected_value, rtol=1e-13)
+    np.testing.assert_array_equal(g, expected)
+    with pytest.raises(ValueError, match="pos_weight of shape \\(3,\\) does not broadcast"):
+        led.forward(le.BCEWithLogitsLoss(pos_weight=np.ones(3)), da.from_array(x, chunks=60), y)
+
+
 @pytest.mark.parametrize("loss", [le.CrossEntropyLoss(), le.CrossEntropyLoss(weight=np.arange(1.0, 6.0),
                                                                             label_smoothing=0.1),
                                   le.NLLLoss(reduction="sum"), le.CrossEntropyLoss(reduction="none")],

@@ -141,23 +141,52 @@ def _positions(kind: str, block_shape: tuple) -> int:
     return math.prod(_loss_block_shape(kind, block_shape))
 
 
+def _option_operands(loss: Loss, kind: str, first: da.Array) -> tuple[tuple, list]:
+    """Array options holding one value per element (ElementwiseLoss.operand_options: BCE's weight and
+    pos_weight), as Dask arrays chunked like the first argument, so each chunk gets its own slice."""
+    names, xs = [], []
+    for name in getattr(loss, "operand_options", ()) if kind == "elements" else ():
+        value = getattr(loss, name, None)
+        if value is not None and np.size(value) > 1:
+            _arrays.require_broadcastable(name, np.shape(value), first.shape)
+            names.append(name)
+            xs.append(da.broadcast_to(da.from_array(np.asarray(value)), first.shape).rechunk(first.chunks))
+    return tuple(names), xs
+
+
 # -- per-chunk work (runs on the workers) ------------------------------------------------------------
-def _chunk_denominator(loss: Loss, kind: str, *blocks) -> float:
+def _bind(loss: Loss, options: tuple, blocks: tuple) -> tuple[Loss, tuple]:
+    """The chunk's loss and argument blocks: the per-element options (last in ``blocks``) set to the
+    chunk's slice of them on a copy of the loss."""
+    if not options:
+        return loss, blocks
+    n = len(blocks) - len(options)
+    clone = copy.copy(loss)
+    for name, block in zip(options, blocks[n:]):
+        setattr(clone, name, block)
+    return clone, blocks[:n]
+
+
+def _chunk_denominator(loss: Loss, options: tuple, kind: str, *blocks) -> float:
+    loss, blocks = _bind(loss, options, blocks)
     weighted = loss.mean_denominator(*blocks)
     return float(_positions(kind, np.shape(blocks[0])) if weighted is None else weighted)
 
 
-def _chunk_sum(loss_sum: Loss, *blocks) -> float:
+def _chunk_sum(loss_sum: Loss, options: tuple, *blocks) -> float:
+    loss_sum, blocks = _bind(loss_sum, options, blocks)
     return float(loss_sum(*blocks))
 
 
-def _chunk_grads(loss: Loss, wrt: tuple, scale, grad_output, *blocks) -> tuple:
+def _chunk_grads(loss: Loss, options: tuple, wrt: tuple, scale, grad_output, *blocks) -> tuple:
+    loss, blocks = _bind(loss, options, blocks)
     go = grad_output if scale is None else scale
     return tuple(loss.backward(*blocks, grad_output=go, wrt=wrt))
 
 
-def _fsum_ratio(partials, denominators) -> float:
-    return math.fsum(partials) / math.fsum(denominators)
+def _none_value(loss: Loss, options: tuple, *blocks):
+    loss, blocks = _bind(loss, options, blocks)
+    return np.asarray(loss(*blocks))
 
 
 def _fsum(partials) -> float:
@@ -170,7 +199,8 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
     names, single = ((), True) if wrt is _VALUE_ONLY else loss._resolve_wrt(wrt)
     dtype = _arrays.compute_dtype(np.empty(0, xs[0].dtype)) if xs[0].dtype.kind == "f" else np.dtype(np.float64)
     reduction = loss.reduction
-    blocks = _blocks(xs)
+    options, option_xs = _option_operands(loss, kind, xs[0])
+    blocks = _blocks(xs + option_xs)
     block_shapes = [tuple(b) for b in _block_shapes(xs[0])]
 
     # 'mean' (and KLDiv's 'batchmean'): the global denominator, from shapes or the chunks' weights.
@@ -179,7 +209,7 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
         denominator = float(xs[0].shape[0]) if xs[0].ndim else 1.0
     elif reduction == "mean":
         if _data_dependent_mean(loss):
-            parts = [dask.delayed(_chunk_denominator)(loss, kind, *b) for b in blocks]
+            parts = [dask.delayed(_chunk_denominator)(loss, options, kind, *b) for b in blocks]
             denominator = dask.delayed(_fsum)(parts)
         else:
             denominator = float(sum(_positions(kind, s) for s in block_shapes))
@@ -187,12 +217,12 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
     value = None
     if want_value:
         if reduction == "none":
-            value = _assemble([da.from_delayed(dask.delayed(_none_value)(loss, *b),
+            value = _assemble([da.from_delayed(dask.delayed(_none_value)(loss, options, *b),
                                                shape=_loss_block_shape(kind, s), dtype=dtype)
                                for b, s in zip(blocks, block_shapes)], xs[0], kind, loss_block=True)
         else:
             loss_sum = _with_reduction(loss, "sum")
-            partials = [dask.delayed(_chunk_sum)(loss_sum, *b) for b in blocks]
+            partials = [dask.delayed(_chunk_sum)(loss_sum, options, *b) for b in blocks]
             total = dask.delayed(_fsum)(partials)
             if denominator is not None:
                 total = dask.delayed(_divide)(total, denominator)
@@ -205,17 +235,17 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
         go = grad_output
         if isinstance(go, (da.Array, np.ndarray)) and np.ndim(go) > 0:
             go_blocks = _loss_shaped_blocks(da.asarray(go), xs[0], kind)
-            grads_per_block = [dask.delayed(_chunk_grads, nout=len(names))(loss, names, None, g, *b)
+            grads_per_block = [dask.delayed(_chunk_grads, nout=len(names))(loss, options, names, None, g, *b)
                                for g, b in zip(go_blocks, blocks)]
         else:
-            grads_per_block = [dask.delayed(_chunk_grads, nout=len(names))(loss, names, None, go, *b)
+            grads_per_block = [dask.delayed(_chunk_grads, nout=len(names))(loss, options, names, None, go, *b)
                                for b in blocks]
     else:
         scale = _scalar_grad_output(grad_output)
         if denominator is not None:
             scale = dask.delayed(_divide)(scale, denominator)
         loss_sum = _with_reduction(loss, "sum")
-        grads_per_block = [dask.delayed(_chunk_grads, nout=len(names))(loss_sum, names, scale, None, *b)
+        grads_per_block = [dask.delayed(_chunk_grads, nout=len(names))(loss_sum, options, names, scale, None, *b)
                            for b in blocks]
     results = []
     for k, name in enumerate(names):
@@ -240,10 +270,6 @@ def _divide(a, b) -> float:
 
 def _as_dtype(v, dtype):
     return np.asarray(v, dtype=dtype)
-
-
-def _none_value(loss: Loss, *blocks):
-    return np.asarray(loss(*blocks))
 
 
 def _scalar_grad_output(grad_output: Any) -> float:
