@@ -25,10 +25,14 @@ gradient is written: that scale, grad_output / denominator, is computed first (f
 denominators alone, without the loss values), then every chunk's gradient pass runs with it.
 
 What is promised: for a given chunking, the value and every gradient are bit-identical whatever
-the scheduler (threads, processes, distributed) and the number of workers. Across chunkings the
-gradients are bit-identical too (each element's gradient depends only on its chunk's data and the
-global scale, which is exactly rounded) and the value agrees to float tolerance (the partial sums
-round differently), within a few ulp of the unchunked call.
+the scheduler (threads, processes, distributed), the number of workers and the thread count. Across
+chunkings, when 'mean' divides by a count (every elementwise loss, unweighted classification), the
+gradients are bit-identical too, and equal to the unchunked call's (each element's gradient depends
+only on its chunk's data and the global scale), and the value agrees to float tolerance (the chunk
+sums round differently; a few ulp of the unchunked call). With a data-dependent 'mean' (class weights,
+ignore_index) each chunk's share of the denominator is rounded once before the exact combination, so
+gradients and value may differ in the last bits across chunkings and from the unchunked call
+(measured: under 3e-14 relative in float64, 5e-7 in float32).
 """
 from __future__ import annotations
 
