@@ -168,7 +168,6 @@ class CompiledElementwiseLoss(ElementwiseLoss):
         cls = type(self)
         return _elementwise.Plugin(cls.element_function, cls.chunk_function, params, operands)
 
-    def _run(self, plan, grads, loss_out, upstream, scale):
+    def _kernel_for_call(self):
         # element_params() may read attributes the author changes at will: a fresh kernel per call.
-        self.__dict__.pop("_kernel_object", None)
-        return super()._run(plan, grads, loss_out, upstream, scale)
+        return self._make_kernel()
