@@ -289,6 +289,25 @@ def test_dask_feature_rows_losses_plug_in_by_declaration(dask_modules, reduction
     np.testing.assert_allclose(b, -a, rtol=0)
 
 
+@pytest.mark.parametrize("loss", [le.CosineEmbeddingLoss(margin=0.2), le.TripletMarginLoss(reduction="sum"),
+                                  le.TripletMarginLoss(reduction="none", swap=True)], ids=repr)
+def test_dask_embedding_losses_over_row_chunks(dask_modules, loss):
+    dask, da, led = dask_modules
+    rng = np.random.default_rng(12)
+    rows = list(rng.standard_normal((2 if loss.arguments[-1] == "target" else 3, 300, 8)))
+    if loss.arguments[-1] == "target":
+        rows.append(np.where(rng.random(300) < 0.5, 1.0, -1.0))
+    chunked = [da.from_array(a, chunks=(70,) + a.shape[1:]) for a in rows]
+    wrt = tuple(loss.differentiable)
+    value, grads = led.forward_backward(loss, *chunked, wrt=wrt)
+    assert all(g.chunks == chunked[0].chunks for g in grads)
+    v, g = dask.compute(value, grads, scheduler="threads")
+    expected_value, expected = loss.forward_backward(*rows, wrt=wrt)
+    np.testing.assert_allclose(v, expected_value, rtol=1e-13)
+    for a, b in zip(g, expected):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dask_value_is_identical_across_schedulers_and_worker_counts(dask_modules):
     dask, da, led = dask_modules
     _, _, scores, target = _data(np.random.default_rng(5))

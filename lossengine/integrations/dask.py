@@ -10,9 +10,9 @@
 
 Which losses: those that split over chunks, as their class declares (``Loss.decomposes``): the
 elementwise family ("elements": any chunking, all arguments of one shape, chunked alike — they are
-rechunked to the first argument's chunks), the classification family ("rows": chunks along the
-leading axis; the class axis and any trailing axes are made one chunk) and losses over rows of
-embeddings ("feature-rows": chunks along the leading axis, the feature axis last). For "rows" and
+rechunked to the first argument's chunks), the classification and embedding families ("rows": chunks
+along the leading axis; the class or feature axis 1 and any trailing axes are made one chunk) and
+losses over rows of embeddings with the features last ("feature-rows": chunks along the leading axis). For "rows" and
 "feature-rows" every argument has one entry per row of the first (no broadcasting across chunks).
 Losses that do not split (CTC, plugins that do not declare it) are a TypeError.
 
