@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _arrays
 from ..base import Loss
 
 __all__ = ["wrap"]
@@ -72,16 +73,24 @@ def wrap(loss: Loss):
                      if name in loss.differentiable and jnp.issubdtype(arrays[k].dtype, jnp.floating))
 
     def value_shape(arrays) -> jax.ShapeDtypeStruct:
-        # The value's shape and dtype from lossengine itself, on zeros of the abstract shapes (valid
-        # for every built-in's domain: zeros are class index 0, length 0, a clamped variance), once
-        # per signature: eager calls would otherwise pay a second kernel pass each. A narrow float
-        # input keeps its dtype, as every other JAX function does.
+        # A reduced value is a scalar of the compute dtype (the contract of Loss.forward). A 'none'
+        # value's shape comes from lossengine itself, on zeros of the abstract shapes (valid for every
+        # built-in's domain: class index 0, length 0, a clamped variance), once per signature: eager
+        # calls would otherwise pay a second kernel pass each. A narrow float input keeps its dtype,
+        # as every other JAX function does.
         key = tuple((tuple(a.shape), np.dtype(a.dtype)) for a in arrays)
         struct = value_structs.get(key)
         if struct is None:
-            value = np.asarray(loss.forward(*[_to_host(np.zeros(a.shape, a.dtype)) for a in arrays]))
-            struct = value_structs[key] = _struct(value.shape, arrays[0].dtype if _narrow(arrays[0].dtype)
-                                                  else value.dtype)
+            first = np.dtype(arrays[0].dtype)
+            if _narrow(first):
+                dtype = first
+            else:
+                dtype = _arrays.compute_dtype(np.empty(0, first)) if first.kind == "f" else np.dtype(np.float64)
+            if reduced:
+                shape = ()
+            else:
+                shape = np.shape(loss.forward(*[_to_host(np.zeros(a.shape, a.dtype)) for a in arrays]))
+            struct = value_structs[key] = _struct(shape, dtype)
         return struct
 
     def host_call(method, structs, *arrays, **kwargs):
