@@ -118,8 +118,12 @@ class NumpyElementwiseLoss(FusedLoss):
                 buffer[...] = np.broadcast_to(partial, shape) * factor
         return total
 
-    def _grad_buffer(self, plan: _NumpyPlan, name: str) -> np.ndarray:
-        return np.empty(plan.loss_shape, np.float64)
+    def _grad_layout(self, plan: _NumpyPlan, name: str) -> tuple:
+        return plan.loss_shape, np.float64
+
+    def _grad_spec(self, plan: _NumpyPlan, name: str) -> tuple:
+        given = plan.given[self.arguments.index(name)]
+        return given.shape, _arrays.result_dtype(given, plan.dtype)
 
     def _grad_result(self, plan: _NumpyPlan, name: str, grad: np.ndarray) -> np.ndarray:
         k = self.arguments.index(name)

@@ -138,15 +138,15 @@ class ClassificationLoss(FusedLoss):
             lay = lay._replace(weight=self._class_weight_for(dtype, lay.classes))
         return lay
 
-    def _grad_buffer(self, lay: _Layout, name: str) -> np.ndarray:
+    def _grad_layout(self, lay: _Layout, name: str) -> tuple:
         if name == "input":
-            return np.empty(lay.x.shape, lay.dtype)
+            return lay.x.shape, lay.dtype
         if lay.t is None:
             raise ValueError(
                 f"wrt: 'target' is not differentiable for {type(self).__name__} when it holds class "
                 "indices (only class-probability targets have a gradient)"
             )
-        return np.empty(lay.t.shape, lay.dtype)
+        return lay.t.shape, lay.dtype
 
     def _run(self, lay: _Layout, grads: dict, loss_out, upstream, scale: float) -> float:
         mean_over = _MEAN_OVER[lay.denominator if self.reduction == "mean" else self.reduction]
@@ -156,6 +156,12 @@ class ClassificationLoss(FusedLoss):
         if bad >= 0:
             self._raise_bad_target(np.asarray(lay.target), lay, bad)
         return value
+
+    def _grad_spec(self, lay: _Layout, name: str) -> tuple:
+        if name == "input":
+            return lay.x.shape, lay.dtype
+        target = np.asarray(lay.target)
+        return target.shape, _arrays.result_dtype(target, lay.dtype)
 
     def _grad_result(self, lay: _Layout, name: str, grad: np.ndarray) -> np.ndarray:
         if name == "input":     # the input's shape, and its dtype is the compute dtype

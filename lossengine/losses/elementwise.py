@@ -92,6 +92,10 @@ class ElementwiseLoss(FusedLoss):
             raise ValueError(self.domain_errors[min(k for k in self.domain_errors if outside >> k & 1)])
         return total / denominator if denominator else (math.nan if n == 0 else total)
 
+    def _grad_spec(self, plan: _Plan, name: str) -> tuple:
+        given = plan.given[self.arguments.index(name)]
+        return given.shape, _arrays.result_dtype(given, plan.dtype)
+
     def _grad_result(self, plan: _Plan, name: str, grad: np.ndarray) -> np.ndarray:
         k = self.arguments.index(name)
         if plan.effective[k].shape != plan.loss_shape:
