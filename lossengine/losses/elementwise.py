@@ -60,6 +60,35 @@ class ElementwiseLoss(FusedLoss):
         kernel = type(self).kernel
         return kernel(*[getattr(self, field) for field in kernel.fields])
 
+    # -- the fast path -------------------------------------------------------------------------
+    # The common call -- forward_backward(input, target[, out=]) or backward(...), 'mean'/'sum', a
+    # float grad_output, two C-contiguous native float arrays of one dtype and shape -- goes straight
+    # to the kernel's run_pair, which checks that in compiled code and returns None for anything
+    # else (then the general path below runs, unchanged). Classes that customize the skeleton
+    # (another _compute/_run/_effective_arrays/_denominator, option arrays, more arguments) never
+    # take it.
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
+                         loss_out: Any = None):
+        if wrt is None and loss_out is None and len(arrays) == 2 and type(grad_output) is float:
+            result = self._fast(arrays, grad_output, out)
+            if result is not None:
+                return result
+        return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, loss_out=loss_out)
+
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
+        if wrt is None and len(arrays) == 2 and type(grad_output) is float:
+            result = self._fast(arrays, grad_output, out)
+            if result is not None:
+                return result[1]
+        return super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
+
+    def _fast(self, arrays, grad_output: float, out):
+        kernel = self.__dict__.get("_kernel_object")    # built by the first (general) call
+        if kernel is None or self.reduction not in _FAST_REDUCTIONS or not _takes_fast_path(type(self)):
+            return None
+        return kernel.run_pair(arrays[0], arrays[1], out, grad_output, self.reduction == "mean",
+                               get_num_threads(), PARALLEL_MIN_ELEMENTS)
+
     # -- the family's hooks --------------------------------------------------------------------
     def _effective_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The arguments as they broadcast (GaussianNLL reshapes var here)."""
@@ -108,6 +137,24 @@ class ElementwiseLoss(FusedLoss):
     def _denominator(self, shape: tuple) -> int:
         """What the summed loss is divided by: 1 for 'sum'/'none', N for 'mean'."""
         return math.prod(shape) if self.reduction == "mean" else 1
+
+
+_FAST_REDUCTIONS = frozenset(("mean", "sum"))
+_FAST_CLASSES: dict = {}
+
+
+def _takes_fast_path(cls: type) -> bool:
+    """Whether ``cls`` runs exactly ElementwiseLoss's skeleton on (input, target) with the gradient
+    wrt the input first: then run_pair computes what _compute would."""
+    ok = _FAST_CLASSES.get(cls)
+    if ok is None:
+        ok = _FAST_CLASSES[cls] = (
+            cls.arguments == ("input", "target") and cls.differentiable[0] == "input"
+            and not cls.operand_options and getattr(cls.kernel, "fields", None) is not None
+            and all(getattr(cls, m) is getattr(ElementwiseLoss, m)
+                    for m in ("_compute", "_run", "_plan", "_effective_arrays", "_denominator",
+                              "_make_kernel", "_grad_result")))
+    return ok
 
 
 class L1Loss(ElementwiseLoss):
