@@ -1,81 +1,94 @@
-"""The elementwise fast path (ElementwiseKernel.run_pair) computes exactly what the general path
-does, and hands everything it does not cover back to it."""
+"""The elementwise fast path (ElementwiseKernel.fast, taken for plain C-contiguous arrays of one
+dtype and shape) gives bit-identical results to the general path, and every call it does not cover
+falls through to the general path's checks and messages."""
 import numpy as np
 import pytest
 
 import lossengine as le
-from lossengine.losses import elementwise
+from lossengine.base import FusedLoss
+from lossengine.losses.elementwise import LOSSES
 
 
-FAST = [cls for cls in elementwise.LOSSES if elementwise._takes_fast_path(cls)]
+def _arrays(cls, dtype, rng):
+    return tuple(np.ascontiguousarray(a) for a in cls.sample_inputs(rng, dtype))
 
 
-def test_the_common_losses_take_it():
-    assert {le.MSELoss, le.L1Loss, le.HuberLoss, le.SmoothL1Loss} <= set(FAST)
-    assert le.BCELoss not in FAST and le.BCEWithLogitsLoss not in FAST   # weight: an operand option
-    assert le.GaussianNLLLoss not in FAST    # three arguments
-
-
-@pytest.mark.parametrize("cls", FAST, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_fast_equals_general(cls, dtype, reduction):
-    x, y = (np.ascontiguousarray(a) for a in cls.sample_inputs(np.random.default_rng(3), dtype))
+def test_fast_path_equals_general_path(cls, dtype, reduction):
+    arrays = _arrays(cls, dtype, np.random.default_rng(1))
+    shapes = {a.shape for a in arrays}
     loss = cls(reduction=reduction)
-    loss.forward_backward(x, y)                              # builds the kernel
-    kernel = loss._kernel_object
-    fast = kernel.run_pair(x, y, None, 2.5, reduction == "mean", 1, 1 << 30)
-    assert fast is not None
-    # the general path: a strided view of the same values, which run_pair refuses
-    strided = np.repeat(x, 2, axis=-1)[..., ::2]
-    assert kernel.run_pair(strided, y, None, 2.5, reduction == "mean", 1, 1 << 30) is None
-    general = loss.forward_backward(strided, y, grad_output=2.5)
-    value, grad = loss.forward_backward(x, y, grad_output=2.5)
-    assert type(value) is type(general[0]) and value.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(value, general[0])
-    np.testing.assert_array_equal(grad, general[1])
-    np.testing.assert_array_equal(fast[1], grad)
-    out = np.empty_like(x)
-    assert loss.backward(x, y, grad_output=2.5, out=out) is out
-    np.testing.assert_array_equal(out, grad)
+    taken = loss._fast(arrays, True, 0.5, None)
+    if len(shapes) > 1 or any(getattr(loss, n) is not None for n in loss.operand_options):
+        assert taken is None
+        return
+    assert taken is not None, "the plain call should take the fast path"
+    value, grad = loss.forward_backward(*arrays, grad_output=0.5)
+    ref_value, ref_grad = FusedLoss.forward_backward(loss, *arrays, grad_output=0.5)
+    assert value == ref_value and type(value) is type(ref_value)
+    np.testing.assert_array_equal(grad, ref_grad)
+    assert grad.dtype == ref_grad.dtype
+    out = np.empty_like(grad)
+    assert loss.backward(*arrays, grad_output=0.5, out=out) is out
+    np.testing.assert_array_equal(out, ref_grad)
+    assert loss(*arrays) == FusedLoss.forward(loss, *arrays)
 
 
-def test_run_pair_refuses_what_it_does_not_cover():
-    loss = le.MSELoss()
-    x = np.random.default_rng(0).normal(size=(8, 6))
-    y = np.random.default_rng(1).normal(size=(8, 6))
-    loss.forward_backward(x, y)
-    k = loss._kernel_object
-    run = lambda *a, out=None: k.run_pair(*a, out, 1.0, True, 1, 1 << 30)  # noqa: E731
-    assert run(x, y) is not None
-    assert run(x, y.astype(np.float32)) is None                 # mixed dtypes
-    assert run(x[:, ::2], y[:, ::2]) is None                    # not contiguous
-    assert run(x, y.reshape(6, 8)) is None                      # shapes differ
-    assert run(x.astype(">f8"), y.astype(">f8")) is None         # byte-swapped
-    assert run(x.astype(np.int64), y.astype(np.int64)) is None   # not float
-    assert run(x, y, out=np.empty((8, 6), np.float32)) is None
-    assert run(x, y, out=x) is None and run(x, y, out=y) is None  # overlap
-    ro = np.empty_like(x)
-    ro.flags.writeable = False
-    assert run(x, y, out=ro) is None
-    assert run(x[:0], y[:0]) is None                             # empty: the general path's NaN
+@pytest.mark.parametrize("case", ["fortran", "strided", "big-endian", "mixed dtypes", "int grad_output",
+                                  "list", "wrt", "none", "empty", "overlapping out"])
+def test_other_calls_fall_through_to_the_general_path(case):
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((2, 4, 3))
+    loss, kwargs = le.MSELoss(), {}
+    if case == "fortran":
+        x = np.asfortranarray(x)
+    elif case == "strided":
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+    elif case == "big-endian":
+        x = x.astype(">f8")
+    elif case == "mixed dtypes":
+        y = y.astype(np.float32)
+    elif case == "int grad_output":
+        kwargs = {"grad_output": 2}
+    elif case == "list":
+        x = x.tolist()
+    elif case == "wrt":
+        kwargs = {"wrt": "target"}
+    elif case == "none":
+        loss = le.MSELoss(reduction="none")
+    elif case == "empty":
+        x, y = np.zeros((0, 3)), np.zeros((0, 3))
+    elif case == "overlapping out":
+        kwargs = {"out": x}
+    if case not in ("overlapping out", "list", "int grad_output", "wrt"):   # (wrt: decided by the caller)
+        assert loss._fast((x, y), True, 1.0, None) is None
+    if case == "overlapping out":
+        with pytest.raises(ValueError, match="shares memory with an input"):
+            loss.backward(x, y, **kwargs)
+        return
+    value, grad = loss.forward_backward(x, y, **kwargs)
+    ref = FusedLoss.forward_backward(loss, np.asarray(x, np.float64), np.asarray(y, np.float64), **kwargs)
+    np.testing.assert_allclose(np.asarray(value, np.float64), ref[0], rtol=1e-6)
+    np.testing.assert_allclose(grad, ref[1], rtol=1e-6)
 
 
-def test_domain_errors_still_raised_after_the_kernel_is_cached():
-    loss = le.BCEWithLogitsLoss()
-    x = np.zeros(4)
-    loss.forward_backward(x, x)
-    bce = le.BCELoss()       # not on the fast path, but the general path still checks its domain
-    bce.forward_backward(np.full(4, 0.5), np.full(4, 0.5))
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        bce.forward_backward(np.full(4, 2.0), np.full(4, 0.5))
+def test_domain_errors_still_name_the_element():
+    with pytest.raises(ValueError, match="all elements of input should be between 0 and 1"):
+        le.BCELoss().forward_backward(np.array([0.5, 1.5]), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="var has negative entry"):
+        le.GaussianNLLLoss()(np.zeros(3), np.zeros(3), -np.ones(3))
 
 
-def test_option_change_rebuilds_the_kernel_used_by_the_fast_path():
-    loss = le.HuberLoss(delta=1.0)
-    x, y = np.array([0.0, 3.0]), np.array([0.0, 0.0])
-    loss.forward_backward(x, y)
-    loss.delta = 0.5
-    value, grad = loss.forward_backward(x, y)
-    np.testing.assert_allclose(value, le.HuberLoss(delta=0.5).forward_backward(x[::-1][::-1].copy(), y)[0])
-    np.testing.assert_allclose(grad, [0.0, 0.25])
+def test_compiled_plugins_take_the_fast_path_too():
+    from test_plugins import SelfTest
+    loss = SelfTest(reduction="sum")
+    arrays = tuple(np.random.default_rng(3).standard_normal((3, 5, 4)))
+    assert loss._fast(arrays, True, 1.0, None) is not None
+    value, grad = loss.forward_backward(*arrays)
+    ref_value, ref_grad = FusedLoss.forward_backward(loss, *arrays)
+    assert value == ref_value
+    np.testing.assert_array_equal(grad, ref_grad)
+    loss.scale = 3.0                     # element_params read per call: the change is seen
+    assert loss(*arrays) != value

@@ -90,6 +90,9 @@ def class_weight() -> Any:
 
 class ClassificationLoss(FusedLoss):
     """A loss over class scores along one axis, with a per-position target."""
+    # How the loss splits over chunks (lossengine.integrations.dask): along the leading (batch) axis,
+    # each position's loss depending on its own row of classes and its target.
+    decomposes: ClassVar[str] = "rows"
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     options = (reduction(),)
@@ -138,15 +141,15 @@ class ClassificationLoss(FusedLoss):
             lay = lay._replace(weight=self._class_weight_for(dtype, lay.classes))
         return lay
 
-    def _grad_layout(self, lay: _Layout, name: str) -> tuple:
+    def _grad_buffer(self, lay: _Layout, name: str) -> np.ndarray:
         if name == "input":
-            return lay.x.shape, lay.dtype
+            return np.empty(lay.x.shape, lay.dtype)
         if lay.t is None:
             raise ValueError(
                 f"wrt: 'target' is not differentiable for {type(self).__name__} when it holds class "
                 "indices (only class-probability targets have a gradient)"
             )
-        return lay.t.shape, lay.dtype
+        return np.empty(lay.t.shape, lay.dtype)
 
     def _run(self, lay: _Layout, grads: dict, loss_out, upstream, scale: float) -> float:
         mean_over = _MEAN_OVER[lay.denominator if self.reduction == "mean" else self.reduction]
@@ -156,12 +159,6 @@ class ClassificationLoss(FusedLoss):
         if bad >= 0:
             self._raise_bad_target(np.asarray(lay.target), lay, bad)
         return value
-
-    def _grad_spec(self, lay: _Layout, name: str) -> tuple:
-        if name == "input":
-            return lay.x.shape, lay.dtype
-        target = np.asarray(lay.target)
-        return target.shape, _arrays.result_dtype(target, lay.dtype)
 
     def _grad_result(self, lay: _Layout, name: str, grad: np.ndarray) -> np.ndarray:
         if name == "input":     # the input's shape, and its dtype is the compute dtype
@@ -253,7 +250,10 @@ class CrossEntropyLoss(_IndexTargetLoss):
     a float target of the input's shape holds class probabilities instead (torch's rule)."""
     name = "cross_entropy"
     differentiable = ("input", "target")
-    options = _IndexTargetLoss.options + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),)
+    # ignore_index has no example here: the validator's samples include probability targets, for
+    # which torch (and lossengine) refuse an ignore_index; NLLLoss exercises it.
+    options = (class_weight(), integer("ignore_index", -100), reduction(),
+               real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)))
     # Class probabilities: the target is differentiable too, so the validator checks both.
     domains = {"target": Simplex(1)}
 

@@ -23,7 +23,7 @@ import numpy as np
 from .. import _arrays
 from .._ctc import CTCKernel
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FORWARD_ONLY, FusedLoss, _check_out_spec, _deliver, _grad_outs, _value_out
+from ..base import FORWARD_ONLY, FusedLoss
 from ..declaration import Option, reduction
 from ..domains import LogSimplex, domain_of
 
@@ -108,14 +108,10 @@ class CTCLoss(FusedLoss):
                              f"in turn), got shape {arr.shape}")
         return arr
 
-    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any, out: Any = None,
-                 loss_out: Any = None):
+    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
         if len(arrays) != 4:
             self._check_arity(arrays)
         names, single = ((), True) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
-        outs = _grad_outs(out, names, arrays, grad_output) if out is not None else None
-        value_label = "loss_out" if names else "out"
-        value_out = _value_out(self, loss_out, value_label, arrays, grad_output, outs) if loss_out is not None else None
         given = _arrays.float_array("log_probs", arrays[0])
         if given.ndim not in (2, 3):
             raise ValueError("log_probs must be (T, N, C), or (T, C) for one unbatched sample; "
@@ -139,12 +135,6 @@ class CTCLoss(FusedLoss):
         if mean and n:
             scale /= n
         grad = np.empty(x.shape, dtype) if names else None
-        if outs is not None:
-            _check_out_spec("out", outs[0], given.shape, _arrays.result_dtype(given, dtype))
-            if outs[0].dtype == dtype and outs[0].flags.c_contiguous and outs[0].flags.aligned:
-                grad = outs[0].reshape(x.shape)
-        if value_out is not None:
-            _check_out_spec(value_label, value_out, loss_shape, dtype)
         nll = np.empty(n, np.float64)
         kernel = CTCKernel(blank=self.blank, zero_infinity=self.zero_infinity, from_logits=self.from_logits,
                            per_target_length=mean, log_space=self._log_space)
@@ -155,8 +145,6 @@ class CTCLoss(FusedLoss):
         if want_value:
             if self.reduction == "none":
                 value = nll.astype(dtype).reshape(loss_shape)
-                if value_out is not None:
-                    value = _deliver(value_label, value_out, value)
             elif mean:
                 value = dtype.type(total / n if n else np.nan)
             else:
@@ -164,9 +152,6 @@ class CTCLoss(FusedLoss):
         if not names:
             return value, None
         grad = grad.reshape(given.shape).astype(_arrays.result_dtype(given, dtype), copy=False)
-        if outs is not None:
-            grads = tuple(_deliver("out", o, grad) for o in outs)
-            return value, (grads[0] if single else grads)
         return value, (grad if single else (grad,) * len(names))
 
     def mean_denominator(self, log_probs, targets, input_lengths, target_lengths) -> float | None:
