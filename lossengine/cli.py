@@ -53,8 +53,8 @@ def build_info() -> dict:
         "compiler": sysconfig.get_config_var("CC"),
         "compile flags": " ".join(_elementwise.compile_flags()),
         "kernel variant": _kernel_variant(_elementwise.compile_flags()),
-        "fast path": "elementwise run_pair (C-contiguous native float32/float64 input and target, "
-                     "'mean'/'sum', wrt input)",
+        "fast path": "elementwise ElementwiseKernel.fast (C-contiguous native float32/float64 arrays of one "
+                     "dtype and shape; everything else: the general path)",
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
