@@ -7,6 +7,7 @@
 from . import functional, registry
 from ._threads import get_num_threads, set_num_threads, threads
 from .base import Loss
+from .distances import CosineDistance, Distance, PairwiseDistance, SquaredEuclideanDistance
 from .extending import CompiledElementwiseLoss, NumpyElementwiseLoss, get_include, plugin_build_options
 from .hookspecs import hookimpl, hookspec
 from .losses import *  # noqa: F401,F403  - every built-in loss class (lossengine.losses.__all__)
@@ -19,4 +20,5 @@ __all__ = [
     "Loss", "check", "CheckReport", "LossValidationError", "functional", "registry",
     "hookimpl", "hookspec", "set_num_threads", "get_num_threads", "threads",
     "NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include", "plugin_build_options",
+    "Distance", "PairwiseDistance", "CosineDistance", "SquaredEuclideanDistance",
 ] + list(_builtin_loss_names)

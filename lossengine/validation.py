@@ -114,8 +114,14 @@ def check_names() -> list[str]:
 
 
 def check(loss_class: type, *, seed: int = 0) -> CheckReport:
-    """Run every check on every configuration of ``loss_class``; never raises for a bad loss."""
+    """Run every check on every configuration of ``loss_class``; never raises for a bad loss.
+    A lossengine.Distance instance is checked as the loss of (x1, x2) whose 'none' value is its
+    row distances (lossengine.distances.distance_loss)."""
+    from .distances import Distance, distance_loss
     from .registry import structural_problems
+
+    if isinstance(loss_class, Distance):
+        loss_class = distance_loss(loss_class)
 
     report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
     problems = structural_problems(loss_class)
