@@ -179,6 +179,11 @@ class CosineEmbeddingLoss(EmbeddingLoss):
                 f"{self.name}: a {t.ndim}-D target takes {expected}-D input1 and input2 "
                 f"({'(N, D) with (N,)' if t.ndim else '(D,) with ()'}), got {x1.shape} and {x2.shape}"
             )
+        if x1.shape[-1:] != x2.shape[-1:]:
+            # torch broadcasts x1 * x2 but takes each norm over its own features, so a (N, 1) row
+            # "broadcast" to D features is not the cosine of anything: refused (README).
+            raise ValueError(f"{self.name}: input1 and input2 must have the same number of features (last "
+                             f"dimension), got {x1.shape} and {x2.shape}")
         batch, D = _feature_shapes(self.name, self.arguments[:2], [x1, x2])
         return _broadcast(("input1/input2 rows", "target"), [batch, t.shape]), D
 
