@@ -57,6 +57,11 @@ def _jax_peer(name: str, arrays: tuple) -> Callable[[], object] | None:
         "l1_loss": lambda x, y: jnp.mean(jnp.abs(x - y)),
         "binary_cross_entropy_with_logits":
             lambda x, y: jnp.mean((1 - y) * x - jax.nn.log_sigmoid(x)),
+        # The embedding family at its defaults (pairwise_distance's eps = 1e-6; torch's EPSILON).
+        "margin_ranking_loss": lambda x1, x2, t: jnp.mean(jnp.maximum(-t * (x1 - x2), 0.0)),
+        "cosine_embedding_loss": lambda x1, x2, t: jnp.mean(_jax_cosine_embedding(jnp, x1, x2, t)),
+        "triplet_margin_loss": lambda a, p, n: jnp.mean(jnp.maximum(
+            1.0 + jnp.linalg.norm(a - p + 1e-6, axis=-1) - jnp.linalg.norm(a - n + 1e-6, axis=-1), 0.0)),
     }
     if name not in formulas:
         return None
@@ -69,6 +74,11 @@ def _jax_peer(name: str, arrays: tuple) -> Callable[[], object] | None:
         return value, grad
 
     return run
+
+
+def _jax_cosine_embedding(jnp, x1, x2, t):
+    cos = jnp.sum(x1 * x2, -1) / jnp.sqrt((jnp.sum(x1 * x1, -1) + 1e-12) * (jnp.sum(x2 * x2, -1) + 1e-12))
+    return jnp.where(t == 1, 1.0 - cos, jnp.where(t == -1, jnp.maximum(cos, 0.0), 0.0))
 
 
 SETTLE_SECONDS = 0.05

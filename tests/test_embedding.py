@@ -301,3 +301,18 @@ def test_bit_identical_across_thread_counts(cls, options):
             value, grads = loss.forward_backward(*arrays, wrt=names)
         results.append([np.asarray(value).tobytes()] + [g.tobytes() for g in grads])
     assert results[0] == results[1] == results[2]
+
+
+def test_readme_distance_example_runs():
+    import re
+
+    readme = (HERE.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "le.Distance" in b)
+    namespace = {}
+    exec(compile(block, "README distance example", "exec"), namespace)
+    ga = namespace["ga"]
+    assert ga.shape == (8, 4) and np.isfinite(namespace["value"])
+    # A wrong gradient in the same shape of class is caught, so the example's check is not vacuous.
+    wrong = type("Wrong", (namespace["Manhattan"],), {
+        "value_and_grad": lambda self, x1, x2: (np.abs(x1 - x2).sum(axis=1), np.sign(x1 - x2), np.sign(x1 - x2))})
+    assert not le.check(wrong()).ok
