@@ -1,7 +1,8 @@
-"""The ``lossengine`` command: list, info, check, bench."""
+"""The ``lossengine`` command: list, info, check, new-plugin, bench."""
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import sysconfig
@@ -15,16 +16,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in registry.names():
         cls = registry.get(name)
-        source = registry.source(name)
+        # registry.source's own word: "lossengine" for built-ins, else the distribution's name.
         rows.append((name, cls.__name__, ", ".join(cls.arguments), ", ".join(cls.differentiable),
-                     "built-in" if source == registry.BUILTIN_SOURCE else source))
+                     registry.source(name)))
     header = ("name", "class", "arguments", "differentiable", "source")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     failures = registry.failures()
+    refused = [(plugin, line) for plugin, reason in sorted(failures.items()) for line in reason.splitlines()
+               if line.startswith("loss ") and (" refused: " in line or " rejected by the validator" in line)]
+    if refused:
+        print("\nlosses not served (rejected by the validator, or refused because the name was taken):")
+        for plugin, line in refused:
+            print(f"  {plugin}: {line.rstrip(':')}")
     if failures:
-        print("\nplugins that failed to load, or whose losses the validator rejected:")
+        print("\nplugins that failed to load, whose losses the validator rejected, or whose names collided:")
         for plugin, reason in sorted(failures.items()):
             lines = reason.splitlines()
             print(f"  {plugin}: {lines[0]}")
@@ -52,27 +59,41 @@ def build_info() -> dict:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .integrations import available
+
     for key, value in build_info().items():
         print(f"{key + ':':18}{value}")
+    for name, version in available().items():
+        print(f"{name + ':':18}{version or 'not installed'} (lossengine.integrations.{name})")
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
     from . import registry
     from .validation import check
 
     names = registry.names() if args.all or not args.names else args.names
     failed = 0
+    results = []
     for name in names:
         try:
             cls = _loss_class(name)
         except (KeyError, ImportError, AttributeError) as exc:
-            print(exc.args[0] if exc.args else repr(exc))
+            message = exc.args[0] if exc.args else repr(exc)
+            results.append({"name": name, "ok": False, "error": str(message)})
+            if not args.json:
+                print(message)
             failed += 1
             continue
         report = check(cls)
-        print(f"{name}: {report}" if not report.ok else f"{name}: ok ({len(report.checks_run)} checks)")
+        results.append({"name": name, **report.to_dict()})
+        if not args.json:
+            print(f"{name}: {report}" if not report.ok else f"{name}: ok ({len(report.checks_run)} checks)")
         failed += not report.ok
+    if args.json:
+        print(json.dumps({"ok": not failed, "losses": results}, indent=2))
     return 1 if failed else 0
 
 
@@ -85,6 +106,9 @@ def _loss_class(name: str) -> type:
         import importlib
 
         module, _, qualname = name.partition(":")
+        # As the docs promise: a plugin in the making is found in the current folder, uninstalled.
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         obj = importlib.import_module(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
@@ -97,6 +121,18 @@ def _loss_class(name: str) -> type:
         if rejected:
             raise KeyError(f"{name} was rejected when its plugin loaded:\n" + "\n".join(rejected)) from None
         raise
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from ._scaffold import class_name, new_plugin
+
+    try:
+        root = new_plugin(args.name, args.dir, compiled=args.compiled)
+    except (ValueError, FileExistsError) as exc:
+        print(f"lossengine new-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {root}; next: cd {root} && lossengine check lossengine_{args.name}:{class_name(args.name)}")
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -114,13 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="run the validator (exit 1 on any failure)")
     p_check.add_argument("names", nargs="*", help="registry names, or module:Class for an unregistered loss (default: all)")
     p_check.add_argument("--all", action="store_true", help="check every registered loss")
+    p_check.add_argument("--json", action="store_true", help="print the reports as JSON (for CI)")
     p_check.set_defaults(run=_cmd_check)
-    p_bench = sub.add_parser("bench", help="time forward_backward against torch/JAX/scikit-learn when installed")
-    p_bench.add_argument("names", nargs="*", help="registry names (default: mse_loss, binary_cross_entropy_with_logits)")
-    p_bench.add_argument("--sizes", default="1000,10000000", help="comma-separated element counts")
-    p_bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p_bench.add_argument("--repeat", type=int, default=20, help="timed calls per measurement (median reported)")
-    p_bench.set_defaults(run=_cmd_bench)
+    p_new = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution (lossengine-NAME)")
+    p_new.add_argument("name", help="lowercase identifier; the loss registers as NAME_loss")
+    p_new.add_argument("--compiled", action="store_true", help="a Cython per-element kernel instead of NumPy")
+    p_new.add_argument("--dir", default=".", help="where to create the distribution's folder")
+    p_new.set_defaults(run=_cmd_new_plugin)
+    from .bench import add_subcommand
+
+    add_subcommand(sub).set_defaults(run=_cmd_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -2,272 +2,640 @@
 
 Built-in losses arrive through ``lossengine._builtin_plugin``, which implements the same
 ``lossengine_register_losses`` hook as any third-party plugin. Third-party plugins are found through
-the ``lossengine`` entry-point group. Every plugin is loaded, and its hook called, inside its own
-try/except: a plugin that fails is recorded with its error and a warning, and the rest keep working.
-``LOSSENGINE_DISABLE_PLUGINS`` (comma-separated entry-point names) skips plugins.
+the ``lossengine`` entry-point group. Hooks are called through the plugin manager, one plugin at a
+time (only functions marked ``@lossengine.hookimpl`` count; ``check_pending`` reports a misspelled
+hook), and each hook receives a ``Registrar``. ``LOSSENGINE_DISABLE_PLUGINS`` (comma-separated
+entry-point names) blocks plugins in the manager (``set_blocked``); they are never imported.
 
-A plugin's registrations are staged and committed only when its hook returns, so a plugin that
-raises halfway leaves nothing behind. Every loss a plugin registers goes through the validator
-(``lossengine.check``, once per class per process) before it is committed; a loss that fails is
-rejected (never served) and recorded in ``failures()`` under its plugin, while the plugin's other
-losses are kept. Built-in losses skip that runtime check: the test suite validates them.
+Everything a plugin does can fail without taking the host down: an exception of any kind (SystemExit
+and KeyboardInterrupt included) raised while importing a plugin or running its hook is recorded once
+in ``failures()`` under the plugin, with a one-line PluginLoadWarning, and the others keep loading.
+
+A plugin's registrations are staged and committed only when its hook returns. Each staged loss goes
+through the validator before it is served. For installed (entry-point) plugins that first check runs
+in a child process, so a loss that crashes the interpreter is rejected, not fatal; the verdict is
+then cached (per class in this process, and across processes by the validator's cache when it has
+one). Losses registered in-process (``register``, ``register_plugin``) are validated in-process.
+
+Names are first come, first served: a loss whose name is taken -- by a built-in (those names are
+reserved: they cannot be unregistered) or by another plugin -- is refused and recorded, and the
+earlier loss keeps serving. Registering the very class already registered under its name changes
+nothing (its source stays). Registry names are ASCII identifiers.
+
+Locking: the lock guards the registry's tables only; importing plugins, running hooks and validating
+happen outside it. The built-ins are committed before any plugin is imported, so while one thread
+discovers plugins another thread's ``get`` of a loss already served returns at once; calls that need
+the full picture (``names``, ``failures``, a name not served yet) wait for discovery to finish.
 """
 from __future__ import annotations
 
+import base64
 import importlib.metadata
+import json
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import threading
 import warnings
 import weakref
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import pluggy
 
-from . import hookspecs
+from . import _builtin_plugin, hookspecs, validation
+from ._structure import structural_problems
 from .base import Loss
+
+__all__ = ["Registry", "Registrar", "Registration", "PluginLoadWarning", "ENTRY_POINT_GROUP", "BUILTIN_SOURCE",
+           "plugin_manager", "names", "get", "source", "failures", "register", "unregister", "register_plugin",
+           "unregister_plugin", "validation_report", "structural_problems", "REGISTRY"]
 
 ENTRY_POINT_GROUP = "lossengine"
 BUILTIN_SOURCE = "lossengine"
+HOOK_NAME = "lossengine_register_losses"
+# A plugin's validation child that has not answered after this long is killed and its loss rejected.
+CHILD_TIMEOUT_SECONDS = 300.0
+_VERDICT_MARK = "lossengine-verdict:"
+# Set in a validation child: its registry serves the built-ins only and discovers no plugins (a
+# plugin or module that uses the registry on import must not start children of its own).
+_CHILD_ENV = "LOSSENGINE_VALIDATION_CHILD"
 
 
 @dataclass(frozen=True)
 class Registration:
     loss_class: type
     source: str  # "lossengine" for built-ins, else the plugin's distribution (or plugin) name
+    plugin: str = ""  # the plugin (entry-point) name that registered it; "" for register()
 
 
 class PluginLoadWarning(UserWarning):
     """A plugin failed to load or to register its losses; the others are unaffected."""
 
 
-_lock = threading.RLock()
-_manager: pluggy.PluginManager | None = None
-_entries: dict[str, Registration] = {}
-_failures: dict[str, list[str]] = {}
-# The validator's verdict per class, so a class is checked once per process however often it is
-# registered (weak: classes made in tests come and go).
-_reports: "weakref.WeakKeyDictionary[type, object]" = weakref.WeakKeyDictionary()
+class Registrar:
+    """What a plugin's ``lossengine_register_losses`` hook receives as ``register``.
 
-
-def structural_problems(loss_class: object) -> list[str]:
-    """What makes ``loss_class`` unusable as a registry entry (empty when it is well-formed)."""
-    if not isinstance(loss_class, type) or not issubclass(loss_class, Loss):
-        return [f"{loss_class!r} is not a subclass of lossengine.Loss"]
-    problems = []
-    name = getattr(loss_class, "name", None)
-    if not isinstance(name, str) or not name.isidentifier():
-        problems.append(f"{loss_class.__name__}.name must be an identifier string, got {name!r}")
-    arguments = getattr(loss_class, "arguments", None)
-    if not isinstance(arguments, tuple) or not arguments or not all(isinstance(a, str) for a in arguments):
-        problems.append(f"{loss_class.__name__}.arguments must be a non-empty tuple of names, got {arguments!r}")
-    differentiable = getattr(loss_class, "differentiable", None)
-    if not isinstance(differentiable, tuple) or not differentiable or not set(differentiable) <= set(arguments or ()):
-        problems.append(
-            f"{loss_class.__name__}.differentiable must be a non-empty tuple of names from arguments, "
-            f"got {differentiable!r}"
-        )
-    return problems
-
-
-def _stage(staged: dict[str, Registration], loss_class: type, source: str) -> None:
-    problems = structural_problems(loss_class)
-    if problems:
-        raise TypeError("; ".join(problems))
-    name = loss_class.name
-    existing = _entries.get(name) or staged.get(name)
-    if existing is not None and existing.loss_class is not loss_class:
-        raise ValueError(
-            f"loss name {name!r} from {source} is already registered by {existing.source} "
-            f"({existing.loss_class.__module__}.{existing.loss_class.__qualname__})"
-        )
-    staged[name] = Registration(loss_class, source)
-
-
-def validation_report(loss_class: type):
-    """``lossengine.check(loss_class)``, computed once per class per process."""
-    from .validation import check
-
-    with _lock:
-        report = _reports.get(loss_class)
-        if report is None:
-            report = _reports[loss_class] = check(loss_class)
-        return report
-
-
-def _run_hook(plugin: object, plugin_name: str, source: str, validate: bool = True) -> bool:
-    """Call one plugin's hook and commit what it registered; False if the hook itself failed.
-
-    Nothing is committed unless the whole hook returns. Then each staged loss is validated; the
-    rejected ones are recorded and left out, the rest committed together.
+    Call it once per loss class, ``register(LossClass)`` (it returns the class, so it also works as a
+    decorator). Registrations are staged: they are committed, each after the validator and the name
+    checks, only when the whole hook returns. A malformed class is refused and recorded, not raised,
+    so the plugin's other losses still register.
     """
-    impl = getattr(plugin, "lossengine_register_losses", None)
-    if impl is None:
-        return True
-    staged: dict[str, Registration] = {}
-    try:
-        impl(register=lambda loss_class: _stage(staged, loss_class, source))
-    except Exception as exc:  # one plugin must not take the others down
-        _record_failure(plugin_name, f"its lossengine_register_losses hook raised {type(exc).__name__}: {exc}"
-                        + _from(source, plugin_name))
-        return False
-    for name, registration in list(staged.items()) if validate else ():
-        try:
-            report = validation_report(registration.loss_class)
-        except Exception as exc:  # the validator must not be able to break loading either
-            report_text, ok = f"the validator raised {type(exc).__name__}: {exc}", False
-        else:
-            report_text, ok = str(report), report.ok
-        if not ok:
-            del staged[name]
-            _record_failure(plugin_name, f"loss {name!r} ({registration.loss_class.__qualname__}) rejected by "
-                            f"the validator{_from(source, plugin_name)}:\n{report_text}")
-    _entries.update(staged)
-    return True
+
+    __slots__ = ("plugin", "source", "staged", "problems")
+
+    def __init__(self, plugin: str, source: str) -> None:
+        self.plugin = plugin        # the plugin's (entry-point) name
+        self.source = source        # its distribution's name, what ``registry.source`` will say
+        self.staged: dict[str, type[Loss]] = {}
+        self.problems: list[str] = []
+
+    def __call__(self, loss_class: type[Loss]) -> type[Loss]:
+        problems = structural_problems(loss_class)
+        if problems:
+            self.problems.append(f"refused {_describe(loss_class)}: " + "; ".join(problems))
+            return loss_class
+        earlier = self.staged.get(loss_class.name)
+        if earlier is not None and earlier is not loss_class:
+            self.problems.append(f"loss {loss_class.name!r} ({_describe(loss_class)}) refused: the plugin already "
+                                 f"registered {_describe(earlier)} under that name")
+            return loss_class
+        self.staged[loss_class.name] = loss_class
+        return loss_class
+
+    def __repr__(self) -> str:
+        return f"<lossengine Registrar for plugin {self.plugin!r}: {sorted(self.staged)}>"
 
 
-def _from(source: str, plugin_name: str) -> str:
-    return f" (distribution {source})" if source != plugin_name else ""
+def _describe(cls: object) -> str:
+    if isinstance(cls, type):
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return repr(cls)
 
 
-def _record_failure(plugin: str, reason: str) -> None:
-    _failures.setdefault(plugin, []).append(reason)
-    warnings.warn(f"lossengine plugin {plugin!r}: {reason}", PluginLoadWarning, stacklevel=4)
+def _exception_text(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}) (a plugin must not end the host process)"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KeyboardInterrupt"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _new_manager(disabled: Iterable[str] = ()) -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    for name in disabled:
+        manager.set_blocked(name)
+    return manager
+
+
+def _hook_caller(manager: pluggy.PluginManager, plugin: object) -> pluggy.HookCaller:
+    """The hook caller that runs ``plugin``'s marked hookimpls -- and no other plugin's."""
+    others = [p for p in manager.get_plugins() if p is not plugin]
+    return manager.subset_hook_caller(HOOK_NAME, remove_plugins=others)
 
 
 def _disabled_plugins() -> set[str]:
     return {p.strip() for p in os.environ.get("LOSSENGINE_DISABLE_PLUGINS", "").split(",") if p.strip()}
 
 
-def _load() -> pluggy.PluginManager:
-    global _manager
-    with _lock:
-        if _manager is not None:
-            return _manager
-        from . import _builtin_plugin
+def _checker() -> Callable[[type], object]:
+    # Looked up at call time, so tests can substitute the validator.
+    return validation.cached_check
 
-        manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        manager.add_hookspecs(hookspecs)
-        # Published before the plugins run, so a plugin (or its validation) that touches the
-        # registry from this thread sees the built-ins instead of recursing into _load().
-        _manager = manager
-        try:
-            manager.register(_builtin_plugin, name=BUILTIN_SOURCE)
-            _run_hook(_builtin_plugin, BUILTIN_SOURCE, BUILTIN_SOURCE, validate=False)
-            disabled = _disabled_plugins()
-            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-                if ep.name in disabled or ep.name == BUILTIN_SOURCE or manager.has_plugin(ep.name):
-                    continue
-                source = ep.dist.name if ep.dist is not None else ep.name
+
+def _cached_verdict(loss_class: type):
+    """A verdict the validator already holds for ``loss_class`` (None when it would have to run)."""
+    return validation.cached_verdict(loss_class)
+
+
+def _crash_report(loss_class: type, why: str):
+    return validation.CheckReport(loss=loss_class.__name__, failures=[validation.Failure("crash", why)])
+
+
+def _summary(report) -> str:
+    failed = sorted({f.check for f in report.failures})
+    return f"{len(report.failures)} failure(s): {', '.join(failed)}"
+
+
+class Registry:
+    """The registry's state: the plugin manager, the served losses, the recorded failures.
+    ``lossengine.registry``'s functions are this class's methods on the one module-level instance."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._manager: pluggy.PluginManager | None = None
+        self._discovered = threading.Event()
+        self._discoverer: int | None = None     # the thread importing plugins right now
+        self._entries: dict[str, Registration] = {}
+        self._builtin: frozenset[str] = frozenset()
+        self._plugin_sources: dict[str, str] = {}   # plugin name -> distribution
+        self._failures: dict[str, list[str]] = {}
+        self._rejected: dict[str, str] = {}         # loss name -> the plugin whose loss was rejected
+        self._hook = threading.local()               # .depth > 0 while this thread runs a hook
+        # The validator's verdict per class, so a class is checked once per process however often it
+        # is registered (weak: classes made in tests come and go).
+        self._reports: "weakref.WeakKeyDictionary[type, object]" = weakref.WeakKeyDictionary()
+
+    # -- loading ------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """Whether the first registry use happened (the built-ins are served)."""
+        return self._manager is not None
+
+    def _load(self, complete: bool = True) -> pluggy.PluginManager:
+        """The manager, built-ins committed. ``complete``: also wait for plugin discovery, unless this
+        thread is the one discovering (a plugin that uses the registry while it loads)."""
+        with self._lock:
+            start = self._manager is None
+            if start:
+                # The built-ins cannot be disabled: their names are the reserved ones.
+                manager = self._manager = _new_manager(_disabled_plugins() - {BUILTIN_SOURCE})
+                self._discovered = threading.Event()
+                self._discoverer = threading.get_ident()
                 try:
-                    plugin = ep.load()
-                    manager.register(plugin, name=ep.name)
-                except Exception as exc:
-                    _record_failure(ep.name, f"importing {ep.value} raised {type(exc).__name__}: {exc}"
-                                    + _from(source, ep.name))
-                    continue
-                if not _run_hook(plugin, ep.name, source):
-                    manager.unregister(name=ep.name)
-        except BaseException:
-            _reset()
-            raise
+                    self._load_builtins(manager)
+                except BaseException:
+                    self.reset()
+                    raise
+            manager, discovered = self._manager, self._discovered
+        if start:
+            try:
+                self._discover(manager)
+            finally:
+                with self._lock:
+                    if self._manager is manager:
+                        self._discoverer = None
+                discovered.set()
+        elif complete and not discovered.is_set() and self._discoverer != threading.get_ident():
+            discovered.wait()
         return manager
 
+    def _load_builtins(self, manager: pluggy.PluginManager) -> None:
+        manager.register(_builtin_plugin, name=BUILTIN_SOURCE)
+        registrar = Registrar(BUILTIN_SOURCE, BUILTIN_SOURCE)
+        _hook_caller(manager, _builtin_plugin)(register=registrar)
+        # Built-ins skip the runtime validator: the test suite validates them.
+        self._entries.update({n: Registration(c, BUILTIN_SOURCE, BUILTIN_SOURCE) for n, c in registrar.staged.items()})
+        self._builtin = frozenset(registrar.staged)
+        self._plugin_sources[BUILTIN_SOURCE] = BUILTIN_SOURCE
 
-def _reset() -> None:
-    """Forget every loaded plugin and registration, so the next registry use loads afresh.
-    For tests (entry points that come and go); validation verdicts stay cached per class."""
-    global _manager
-    with _lock:
-        _manager = None
-        _entries.clear()
-        _failures.clear()
+    def _discover(self, manager: pluggy.PluginManager) -> None:
+        if os.environ.get(_CHILD_ENV) == "1":
+            return
+        try:
+            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as exc:  # broken metadata of some installed distribution
+            self._record(manager, ENTRY_POINT_GROUP, f"listing the {ENTRY_POINT_GROUP!r} entry points raised "
+                         f"{_exception_text(exc)}; no plugin was loaded")
+            return
+        for ep in entry_points:
+            dist = ep.dist.name if ep.dist is not None else ep.name
+            if manager.is_blocked(ep.name):
+                continue
+            with self._lock:
+                taken_by = self._plugin_sources.get(ep.name)
+            if taken_by is not None:
+                what = "reserved for lossengine's built-ins" if ep.name == BUILTIN_SOURCE else f"taken by {taken_by}"
+                self._record(manager, ep.name, f"entry point {ep.name!r} of distribution {dist} was not loaded: "
+                             f"the plugin name is {what} (rename the entry point)")
+                continue
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # noqa: B036 - a plugin must not end or poison the host
+                self._record(manager, ep.name, f"importing {ep.value} raised {_exception_text(exc)}" + _from(dist, ep.name))
+                continue
+            self._add_plugin(manager, plugin, ep.name, dist, entry_point=ep.value)
+
+    def _add_plugin(self, manager: pluggy.PluginManager, plugin: object, name: str | None, source: str | None,
+                    entry_point: str | None = None) -> str | None:
+        """Register ``plugin`` in the manager, run its hook, validate and commit what it registered.
+        Returns its name, or None when the manager refused it (recorded). With ``entry_point``, first
+        validation runs in a child process that loads the plugin from it."""
+        label = name or manager.get_canonical_name(plugin)
+        with self._lock:
+            try:
+                name = manager.register(plugin, name=name)
+            except BaseException as exc:  # noqa: B036 - pluggy's ValueError/PluginValidationError, or the plugin's getattr
+                self._record(manager, label, f"the plugin manager refused it: {_exception_text(exc)}")
+                return None
+            if name is None:
+                return None
+            try:
+                manager.check_pending()
+            except pluggy.PluginValidationError as exc:
+                manager.unregister(plugin)
+                self._record(manager, name, f"{exc} (hooks are named in lossengine.hookspecs: {HOOK_NAME})")
+                return None
+            if not manager.get_hookcallers(plugin):
+                manager.unregister(plugin)
+                unmarked = callable(getattr(plugin, HOOK_NAME, None))
+                self._record(manager, name, f"it has no {HOOK_NAME} hook" + (
+                    f": decorate its {HOOK_NAME} with @lossengine.hookimpl" if unmarked else ""))
+                return None
+            source = source or name
+            self._plugin_sources[name] = source
+            hook = _hook_caller(manager, plugin)  # under the lock: another thread may (un)register plugins
+        registrar = Registrar(name, source)
+        self._hook.depth = getattr(self._hook, "depth", 0) + 1
+        try:
+            hook(register=registrar)
+        except BaseException as exc:  # noqa: B036 - one plugin must not take the others (or the host) down
+            with self._lock:
+                if manager.get_plugin(name) is plugin:  # nothing of it stays behind
+                    manager.unregister(plugin)
+            self._record(manager, name, f"its {HOOK_NAME} hook raised {_exception_text(exc)}" + _from(source, name))
+            return name
+        finally:
+            self._hook.depth -= 1
+        for problem in registrar.problems:
+            self._record(manager, name, problem + _from(source, name))
+        staged = self._without_collisions(manager, registrar)
+        reports = self._validate_isolated(entry_point, name, staged) if entry_point else \
+            {n: self.validation_report(c, safe=True) for n, c in staged.items()}
+        with self._lock:
+            for loss_name, loss_class in staged.items():
+                report = reports[loss_name]
+                if not report.ok:
+                    self._rejected[loss_name] = name
+                    self._record(manager, name,
+                                 f"loss {loss_name!r} ({loss_class.__qualname__}) rejected by the validator"
+                                 f"{_from(source, name)}:\n{report}",
+                                 summary=f"loss {loss_name!r} rejected by the validator ({_summary(report)})")
+            accepted = {n: c for n, c in staged.items() if reports[n].ok}
+            self._commit(manager, accepted, source, name)
+        return name
+
+    def _without_collisions(self, manager, registrar: Registrar) -> dict[str, type]:
+        """The staged losses whose names are free (or hold the very same class); the others are
+        refused and recorded. Checked again on commit: another thread may register meanwhile."""
+        with self._lock:
+            return {n: c for n, c in registrar.staged.items()
+                    if self._collision(manager, n, c, registrar.source, registrar.plugin) is None}
+
+    def _collision(self, manager, name: str, loss_class: type, source: str, plugin: str) -> Registration | None:
+        """The registration ``name`` collides with (recorded as ``plugin``'s failure), else None."""
+        existing = self._entries.get(name)
+        if existing is None or existing.loss_class is loss_class:
+            return None
+        owner = "reserved for lossengine's built-in" if name in self._builtin else f"taken by {existing.source}"
+        self._record(manager, plugin, f"loss {name!r} ({_describe(loss_class)}) refused: the name is {owner} "
+                     f"{_describe(existing.loss_class)}, which keeps serving it" + _from(source, plugin))
+        return existing
+
+    def _commit(self, manager, accepted: dict[str, type], source: str, plugin: str) -> None:
+        if self._manager is not manager:  # the registry was reset meanwhile (tests)
+            return
+        for loss_name, loss_class in accepted.items():
+            if loss_name in self._entries:  # the same class already served: its source stays
+                self._collision(manager, loss_name, loss_class, source, plugin)
+                continue
+            self._entries[loss_name] = Registration(loss_class, source, plugin)
+            self._rejected.pop(loss_name, None)
+
+    def _record(self, manager, plugin: str, reason: str, summary: str | None = None) -> None:
+        with self._lock:
+            if self._manager is not manager:
+                return
+            self._failures.setdefault(plugin, []).append(reason)
+        # One line; the full reason is in failures() and `lossengine list`. warn_explicit with a
+        # location that has no source text: no stray source line under the message.
+        first = summary or reason.splitlines()[0]
+        warnings.warn_explicit(
+            f"lossengine plugin {plugin!r}: {first}; see lossengine.registry.failures()",
+            PluginLoadWarning, filename=f"<lossengine plugin {plugin!r}>", lineno=0, module=__name__)
+
+    # -- validation ---------------------------------------------------------------------------
+    def validation_report(self, loss_class: type, safe: bool = False):
+        """The validator's report on ``loss_class``, computed once per class per process, never under
+        the registry's lock. ``safe``: a SystemExit or KeyboardInterrupt raised by the loss's code is a
+        failed report instead of propagating (set for plugins; a user calling ``register`` may stop it)."""
+        with self._lock:
+            report = self._reports.get(loss_class)
+        if report is not None:
+            return report
+        try:
+            report = _checker()(loss_class)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if not safe and isinstance(exc, KeyboardInterrupt):
+                raise
+            return _crash_report(loss_class, f"validating it raised {_exception_text(exc)}")
+        except Exception as exc:  # the validator must not be able to break loading either
+            return _crash_report(loss_class, f"the validator raised {type(exc).__name__}: {exc}")
+        with self._lock:
+            return self._reports.setdefault(loss_class, report)
+
+    def _validate_isolated(self, entry_point: str, plugin: str, staged: dict[str, type]) -> dict[str, object]:
+        """Reports for an installed plugin's staged losses. Those without a verdict (in this process or
+        the validator's cache) are checked in a child process that loads the plugin from its entry
+        point; a child that dies rejects the loss it was checking, and the rest go to a fresh child."""
+        reports: dict[str, object] = {}
+        pending = []
+        for loss_name, loss_class in staged.items():
+            with self._lock:
+                report = self._reports.get(loss_class)
+            report = report if report is not None else _cached_verdict(loss_class)
+            if report is not None:
+                reports[loss_name] = report
+            else:
+                pending.append(loss_name)
+        while pending:
+            verdicts, trouble = _run_child(entry_point, plugin, pending)
+            for loss_name, report in verdicts.items():
+                with self._lock:
+                    reports[loss_name] = self._reports.setdefault(staged[loss_name], report)
+            pending = [n for n in pending if n not in verdicts]
+            if pending:
+                culprit = pending.pop(0)
+                reports[culprit] = _crash_report(staged[culprit], trouble)
+        return reports
+
+    # -- the public operations ------------------------------------------------------------------
+    def plugin_manager(self) -> pluggy.PluginManager:
+        return self._load()
+
+    def names(self) -> list[str]:
+        self._load()
+        with self._lock:
+            return sorted(self._entries)
+
+    def _registration(self, name: str) -> Registration:
+        self._load(complete=False)
+        with self._lock:
+            found = self._entries.get(name)
+        if found is None:  # not served yet: maybe a plugin still loading provides it
+            self._load()
+            with self._lock:
+                found = self._entries.get(name)
+                if found is None:
+                    raise KeyError(self._unknown(name)) from None
+        return found
+
+    def _unknown(self, name: str) -> str:
+        plugin = self._rejected.get(name)
+        if plugin is not None:
+            return (f"loss {name!r} from plugin {plugin!r} was rejected by the validator and is not served; "
+                    f"its report: lossengine.registry.failures()[{plugin!r}] (or `lossengine list`)")
+        known = f"no loss named {name!r}; registered: {', '.join(sorted(self._entries))}"
+        if self._failures:
+            known += f" (plugins that failed: {', '.join(sorted(self._failures))}; see lossengine.registry.failures())"
+        return known
+
+    def get(self, name: str) -> type:
+        return self._registration(name).loss_class
+
+    def source(self, name: str) -> str:
+        return self._registration(name).source
+
+    def failures(self) -> dict[str, str]:
+        self._load()
+        with self._lock:
+            return {plugin: "\n".join(reasons) for plugin, reasons in self._failures.items()}
+
+    def rejected(self) -> dict[str, str]:
+        """Loss names the validator rejected, each with the plugin that registered it."""
+        self._load()
+        with self._lock:
+            return dict(self._rejected)
+
+    def register(self, loss_class: type, source: str = "user") -> type:
+        problems = structural_problems(loss_class)
+        if problems:
+            raise TypeError("; ".join(problems))
+        manager = self._load()
+        name = loss_class.name
+        with self._lock:
+            self._refuse_taken(name, loss_class, source)
+        report = self.validation_report(loss_class)  # in-process (asked for directly), outside the lock
+        if not report.ok:
+            raise validation.LossValidationError(report)
+        with self._lock:
+            if self._manager is not manager:
+                raise RuntimeError("the registry was reset while registering")
+            self._refuse_taken(name, loss_class, source)
+            self._entries.setdefault(name, Registration(loss_class, source))
+        return loss_class
+
+    def _refuse_taken(self, name: str, loss_class: type, source: str) -> None:
+        existing = self._entries.get(name)
+        if existing is not None and existing.loss_class is not loss_class:
+            owner = "reserved for lossengine's built-in" if name in self._builtin else f"already registered by {existing.source}"
+            raise ValueError(f"loss name {name!r} from {source} is {owner} ({_describe(existing.loss_class)})")
+
+    def unregister(self, name: str) -> type:
+        self._load()
+        with self._lock:
+            if name in self._builtin:
+                raise ValueError(f"{name!r} is a built-in loss: built-in names are reserved and cannot be unregistered")
+            if getattr(self._hook, "depth", 0):
+                raise RuntimeError(f"a plugin's hook may not unregister losses (tried {name!r})")
+            if name not in self._entries:
+                raise KeyError(f"no loss named {name!r}")
+            return self._entries.pop(name).loss_class
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> str:
+        manager = self._load()
+        if name is not None and manager.is_blocked(name):
+            raise ValueError(f"plugin {name!r} is blocked (LOSSENGINE_DISABLE_PLUGINS)")
+        registered = self._add_plugin(manager, plugin, name, None)
+        if registered is None:
+            label = name or manager.get_canonical_name(plugin)
+            with self._lock:
+                reasons = self._failures.get(label) or ["blocked or refused by the plugin manager"]
+            raise ValueError(f"plugin {label!r} was not registered: " + "; ".join(reasons))
+        return registered
+
+    def unregister_plugin(self, name: str) -> list[str]:
+        manager = self._load()
+        with self._lock:
+            if name == BUILTIN_SOURCE:
+                raise ValueError("lossengine's built-in plugin cannot be unregistered")
+            if manager.get_plugin(name) is not None:
+                manager.unregister(name=name)
+            removed = [n for n, r in self._entries.items() if r.plugin == name]
+            for n in removed:
+                del self._entries[n]
+            self._rejected = {n: p for n, p in self._rejected.items() if p != name}
+            self._failures.pop(name, None)
+            self._plugin_sources.pop(name, None)
+            return removed
+
+    def reset(self) -> None:
+        """Forget every loaded plugin and registration, so the next registry use loads afresh.
+        For tests (entry points that come and go); validation verdicts stay cached per class."""
+        with self._lock:
+            self._manager = None
+            self._discoverer = None
+            self._entries.clear()
+            self._builtin = frozenset()
+            self._plugin_sources.clear()
+            self._failures.clear()
+            self._rejected.clear()
+
+
+def _from(source: str, plugin_name: str) -> str:
+    return f" (distribution {source})" if source != plugin_name else ""
+
+
+# -- the validation child -------------------------------------------------------------------------
+_CHILD_SCRIPT = "import sys, json; d = json.loads(sys.stdin.read()); sys.path[:0] = d['path']; " \
+                "from lossengine.registry import _child_main; _child_main(d)"
+
+
+def _run_child(entry_point: str, plugin: str, loss_names: list[str]) -> tuple[dict[str, object], str]:
+    """Validate ``loss_names`` of the plugin at ``entry_point`` in a fresh interpreter. Returns the
+    verdicts it gave before it finished or died, and what went wrong if it did not finish."""
+    request = json.dumps({"path": sys.path, "entry_point": entry_point, "plugin": plugin, "names": loss_names})
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHILD_SCRIPT], input=request, capture_output=True,
+                              text=True, timeout=CHILD_TIMEOUT_SECONDS, env={**os.environ, _CHILD_ENV: "1"})
+    except subprocess.TimeoutExpired as exc:
+        stdout, trouble = exc.stdout or "", f"validating it did not finish within {CHILD_TIMEOUT_SECONDS:g} s"
+        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+    else:
+        stdout, trouble = done.stdout, ""
+        if done.returncode < 0:
+            trouble = f"validating it crashed the interpreter ({_signal_name(-done.returncode)})"
+        elif done.returncode != 0:
+            tail = done.stderr.strip().splitlines()[-1:] or ["no message"]
+            trouble = f"the validation process exited with status {done.returncode}: {tail[0]}"
+    verdicts = {}
+    for line in stdout.splitlines():
+        if line.startswith(_VERDICT_MARK):
+            loss_name, payload = json.loads(line[len(_VERDICT_MARK):])
+            verdicts[loss_name] = pickle.loads(base64.b64decode(payload))
+    return verdicts, trouble or "the validation process ended without a verdict"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _child_main(request: dict) -> None:
+    """In the validation child: load the plugin as the parent did, call its hook, validate the asked-for
+    losses one at a time, printing each verdict as soon as it is known."""
+    plugin = importlib.metadata.EntryPoint(request["plugin"], request["entry_point"], ENTRY_POINT_GROUP).load()
+    manager = _new_manager()
+    manager.register(plugin, name=request["plugin"])
+    registrar = Registrar(request["plugin"], request["plugin"])
+    _hook_caller(manager, plugin)(register=registrar)
+    check = _checker()
+    for loss_name in request["names"]:
+        report = check(registrar.staged[loss_name])
+        payload = base64.b64encode(pickle.dumps(report)).decode()
+        # On a line of its own, whatever the plugin printed before.
+        print("\n" + _VERDICT_MARK + json.dumps([loss_name, payload]), flush=True)
+
+
+# -- the module-level registry and its functions ------------------------------------------------------
+REGISTRY = Registry()
 
 
 def plugin_manager() -> pluggy.PluginManager:
     """The pluggy PluginManager (loads the plugins on first call)."""
-    return _load()
+    return REGISTRY.plugin_manager()
 
 
 def names() -> list[str]:
     """Registry keys (torch.nn.functional names), sorted."""
-    _load()
-    return sorted(_entries)
+    return REGISTRY.names()
 
 
 def get(name: str) -> type:
-    """The Loss class registered under ``name``; KeyError listing the known names otherwise."""
-    _load()
-    try:
-        return _entries[name].loss_class
-    except KeyError:
-        raise KeyError(f"no loss named {name!r}; registered: {', '.join(sorted(_entries))}") from None
+    """The Loss class registered under ``name``; KeyError listing the known names otherwise (saying so
+    when the validator rejected a plugin's loss of that name)."""
+    return REGISTRY.get(name)
 
 
 def source(name: str) -> str:
     """Where ``name`` came from: 'lossengine' for built-ins, else the plugin's distribution name."""
-    get(name)
-    return _entries[name].source
+    return REGISTRY.source(name)
 
 
 def failures() -> dict[str, str]:
-    """Plugins that failed to load or to register, or whose losses the validator rejected, keyed by
-    plugin (entry-point) name, with the reason(s)."""
-    _load()
-    return {plugin: "\n".join(reasons) for plugin, reasons in _failures.items()}
+    """Plugins that failed to load or to register, whose losses the validator rejected, or whose loss
+    names collided, keyed by plugin (entry-point) name, with the reason(s)."""
+    return REGISTRY.failures()
 
 
 def register(loss_class: type, source: str = "user") -> type:
     """Register one Loss class directly, after validating it. Returns it (it works as a decorator).
 
-    Raises TypeError when ``loss_class`` is not a Loss subclass, ``lossengine.LossValidationError``
-    (carrying ``.report``) when it fails the validator, and ValueError when its name is taken by
-    another class. On any error the registry is unchanged.
+    Raises TypeError when ``loss_class`` is not a well-formed Loss subclass, ``lossengine.LossValidationError``
+    (carrying ``.report``) when it fails the validator, and ValueError when its name is taken by another
+    class (built-in names are reserved). On any error the registry is unchanged.
     """
-    from .validation import LossValidationError
-
-    if not isinstance(loss_class, type) or not issubclass(loss_class, Loss):
-        raise TypeError(f"{loss_class!r} is not a subclass of lossengine.Loss")
-    with _lock:
-        _load()
-        staged: dict[str, Registration] = {}
-        report = validation_report(loss_class)
-        if not report.ok:
-            raise LossValidationError(report)
-        _stage(staged, loss_class, source)
-        _entries.update(staged)
-    return loss_class
+    return REGISTRY.register(loss_class, source)
 
 
 def unregister(name: str) -> type:
-    """Remove ``name`` from the registry and return its class."""
-    with _lock:
-        _load()
-        if name not in _entries:
-            raise KeyError(f"no loss named {name!r}")
-        return _entries.pop(name).loss_class
+    """Remove ``name`` from the registry and return its class. Built-in names are reserved (ValueError),
+    and a plugin's hook may not unregister anything (RuntimeError)."""
+    return REGISTRY.unregister(name)
 
 
 def register_plugin(plugin: object, name: str | None = None) -> str:
     """Register an in-process plugin object (a module or instance with the hook) and run its hook,
-    exactly as for an installed plugin: its losses are validated, failures recorded. Returns the
-    plugin's name (pass it to ``unregister_plugin``)."""
-    with _lock:
-        manager = _load()
-        plugin_name = manager.register(plugin, name=name)
-        if plugin_name is None:  # pluggy refuses a plugin it blocked
-            raise ValueError(f"plugin {name or plugin!r} is blocked")
-        if not _run_hook(plugin, plugin_name, plugin_name):
-            manager.unregister(name=plugin_name)
-        return plugin_name
+    as for an installed plugin but validating in this process: its losses are validated, failures
+    recorded. Returns the plugin's name (pass it to ``unregister_plugin``); ValueError when the
+    plugin manager refuses the plugin (blocked, its name taken, no or a misspelled hook)."""
+    return REGISTRY.register_plugin(plugin, name)
 
 
 def unregister_plugin(name: str) -> list[str]:
     """Unregister an in-process plugin and remove the losses it registered; returns their names."""
-    with _lock:
-        manager = _load()
-        manager.unregister(name=name)
-        removed = [n for n, r in _entries.items() if r.source == name]
-        for n in removed:
-            del _entries[n]
-        _failures.pop(name, None)
-        return removed
+    return REGISTRY.unregister_plugin(name)
+
+
+def validation_report(loss_class: type):
+    """The validator's report on ``loss_class``, computed once per class per process."""
+    return REGISTRY.validation_report(loss_class)
+
+
+def _reset() -> None:
+    REGISTRY.reset()

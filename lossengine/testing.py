@@ -13,12 +13,14 @@ pytest is imported only by the parametrizing helpers: lossengine itself never ne
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable
 
 from . import registry
 from .validation import CheckReport, check
 
-__all__ = ["assert_loss_valid", "loss_params", "parametrize_losses", "LossCheckFailed"]
+__all__ = ["assert_loss_valid", "loss_params", "parametrize_losses", "rejected_params", "RejectedLoss",
+           "LossCheckFailed"]
 
 
 class LossCheckFailed(AssertionError):
@@ -44,22 +46,63 @@ def assert_loss_valid(loss: Any, *, seed: int = 0) -> CheckReport:
 
 def loss_params(names: Iterable[str] | None = None, *, source: str | None = None) -> list:
     """``pytest.param(loss_class, id=name)`` for registered losses: ``names`` (default: all), only
-    those from ``source`` ('lossengine' for built-ins, else a distribution name) when given."""
+    those from ``source`` ('lossengine' for built-ins, else a distribution name; case and -/_ ignored)
+    when given."""
     import pytest
 
     chosen = registry.names() if names is None else list(names)
     if source is not None:
-        chosen = [n for n in chosen if registry.source(n) == source]
+        chosen = [n for n in chosen if _normalized(registry.source(n)) == _normalized(source)]
     return [pytest.param(registry.get(n), id=n) for n in chosen]
+
+
+class RejectedLoss:
+    """The parameter standing for a loss the registry refused: a test given it fails with the reason."""
+
+    def __init__(self, plugin: str, reason: str) -> None:
+        self.plugin, self.reason = plugin, reason
+
+    def __repr__(self) -> str:
+        return f"RejectedLoss({self.plugin!r})"
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def rejected_params(source: str) -> list:
+    """One ``pytest.param(RejectedLoss)`` per registry failure of ``source``: failures recorded under
+    that plugin name or naming that distribution (loosely: case and -/_ ignored)."""
+    import pytest
+
+    wanted = _normalized(source)
+    params = []
+    for plugin, reasons in registry.failures().items():
+        if _normalized(plugin) == wanted or wanted in _normalized(reasons):
+            params.append(pytest.param(RejectedLoss(plugin, reasons), id=f"rejected:{plugin}"))
+    return params
 
 
 def parametrize_losses(names: Iterable[str] | None = None, *, source: str | None = None,
                        argname: str = "loss_class"):
-    """``@pytest.mark.parametrize(argname, loss_params(...))``. With no match, the test is skipped
-    (an uninstalled plugin), not silently passed."""
+    """``@pytest.mark.parametrize(argname, loss_params(...))``. A loss from ``source`` that the registry
+    rejected is a parameter too, whose test fails with the registry's report (a broken plugin must
+    not pass by vanishing). With no match at all, the test is skipped (an uninstalled plugin)."""
     import pytest
 
     params = loss_params(names, source=source)
+    if source is not None:
+        params += rejected_params(source)
     if not params:
         params = [pytest.param(None, marks=pytest.mark.skip(reason=f"no registered loss from {source or names}"))]
-    return pytest.mark.parametrize(argname, params)
+    mark = pytest.mark.parametrize(argname, params)
+
+    def decorate(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            given = kwargs.get(argname)
+            if isinstance(given, RejectedLoss):
+                raise AssertionError(f"lossengine registry rejected plugin {given.plugin!r}:\n{given.reason}")
+            return test(*args, **kwargs)
+        return mark(run)
+    return decorate

@@ -15,17 +15,26 @@ Elements where the one-sided differences disagree sit on a kink (|x| at 0, a hin
 that is how losses with kinks pass without hand-written exclusions. Bounded domains are the
 sample inputs' business: they must keep every element farther than the step from its boundary.
 
-Beyond the gradient: 'sum'/'mean' against 'none' (the 1/N of the 'mean' gradient), linearity in
+Beyond the gradient: 'sum'/'mean'/'batchmean' against 'none' (the 1/N of the 'mean' gradient), and
+on a large input against the exactly rounded sum (summation-precision bugs), linearity in
 grad_output, wrt selection and order, shapes and dtypes, float32 against float64, forward_backward
 against forward and backward, inputs unmodified, results not aliasing inputs or earlier results,
-bit-identical repeats and thread counts (for elementwise losses also on inputs large enough to run
-in parallel), and finiteness over several sample draws. tests/test_validator_catches.py holds one
+bit-identical repeats and thread counts (also on inputs large enough to run in parallel, for every
+family: see ``_large_inputs``), and finiteness over several sample draws. tests/test_validator_catches.py holds one
 deliberately buggy loss per bug class, each caught by the check named for it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import math
+import os
+import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -43,6 +52,7 @@ REDUCTION_RTOL = 1e-10  # 'sum'/'mean' vs the sum/mean of 'none'
 SCALAR_GRAD_OUTPUT = 0.7
 GRAD_OUTPUT_RTOL = 1e-12  # backward(c * g) vs c * backward(g)
 FINITE_SEEDS = 4        # sample draws the finiteness check looks at (the others use one)
+SHOWN_FAILURES = 8      # failures a report prints before "... and N more"
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,21 @@ class CheckReport:
         return not self.failures
 
     def __str__(self) -> str:
+        """The verdict, the root cause first, the first SHOWN_FAILURES failures and a count of the rest."""
         head = f"{self.loss}: {'ok' if self.ok else f'{len(self.failures)} failure(s)'} ({len(self.checks_run)} checks)"
-        return "\n".join([head] + [f"  {f}" for f in self.failures])
+        lines = [head] + [f"  {f}" for f in self.failures[:SHOWN_FAILURES]]
+        if len(self.failures) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(self.failures) - SHOWN_FAILURES} more failure(s)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "ok": self.ok, "checks_run": list(self.checks_run),
+                "failures": [{"check": f.check, "message": f.message} for f in self.failures]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CheckReport":
+        return cls(loss=data["loss"], checks_run=list(data["checks_run"]),
+                   failures=[Failure(f["check"], f["message"]) for f in data["failures"]])
 
 
 class LossValidationError(ValueError):
@@ -95,8 +118,15 @@ class _Case:
         return self.loss_class(**self.options, reduction=reduction or self.reduction)
 
     def inputs(self, dtype, draw: int = 0) -> tuple:
-        arrays = self.loss_class.sample_inputs(np.random.default_rng([self.seed, draw] if draw else self.seed), dtype)
-        return tuple(arrays)
+        """The sample inputs of one draw, drawn once per check() run (sample_inputs may be slow: the
+        checks ask for them thousands of times) and handed out as fresh copies, so a loss that
+        writes into its arguments cannot corrupt what later checks see."""
+        key = ("inputs", np.dtype(dtype).name, draw)
+        if key not in self.shared:
+            rng = np.random.default_rng([self.seed, draw] if draw else self.seed)
+            self.shared[key] = tuple(self.loss_class.sample_inputs(rng, dtype))
+        return tuple(np.array(a, copy=True, order="K") if isinstance(a, np.ndarray) else a
+                     for a in self.shared[key])
 
 
 _CHECKS: list[tuple[str, Callable[[_Case], Iterator[str]]]] = []
@@ -113,22 +143,63 @@ def check_names() -> list[str]:
     return [name for name, _ in _CHECKS]
 
 
+def _contract_problems(loss_class: type) -> list[str]:
+    """Pieces of the contract a class leaves out, each with its one-line fix."""
+    from .base import Loss
+
+    problems = []
+    for method, signature in (("forward", "forward(self, *arrays)"),
+                              ("backward", "backward(self, *arrays, grad_output=1.0, wrt=None)")):
+        if getattr(loss_class, method, None) is getattr(Loss, method):
+            problems.append(f"{loss_class.__name__} does not implement {method}(): define {signature}")
+    return problems
+
+
+def _option_sets(loss_class: type) -> list[dict]:
+    """The option configurations checked: the defaults, each declared option's examples (one
+    non-default value at a time, lossengine.declaration), then the class's ``check_options``."""
+    from .declaration import declared_options
+
+    sets = [{}]
+    for option in declared_options(loss_class):
+        if option.name != "reduction":
+            sets += [{option.name: example} for example in option.examples]
+    sets += [dict(o) for o in getattr(loss_class, "check_options", ())]
+    unique = []
+    for s in sets:
+        if not any(s.keys() == u.keys() and all(_same(s[k], u[k]) for k in s) for u in unique):
+            unique.append(s)
+    return unique
+
+
+def _same(a, b) -> bool:
+    return a is b or (type(a) is type(b) and not isinstance(a, np.ndarray) and a == b)
+
+
 def check(loss_class: type, *, seed: int = 0) -> CheckReport:
     """Run every check on every configuration of ``loss_class``; never raises for a bad loss.
-    A lossengine.Distance instance is checked as the loss of (x1, x2) whose 'none' value is its
-    row distances (lossengine.distances.distance_loss)."""
-    from .distances import Distance, distance_loss
+
+    Root causes stop what follows from them: a malformed class or a missing method is the whole
+    report, and a configuration whose sample inputs fail runs no further checks."""
+    from .base import Loss
     from .registry import structural_problems
 
-    if isinstance(loss_class, Distance):
-        loss_class = distance_loss(loss_class)
+    from .losses.embedding import Distance, distance_loss
 
+    if isinstance(loss_class, Distance) or (isinstance(loss_class, type) and issubclass(loss_class, Distance)):
+        loss_class = distance_loss(loss_class)      # a Distance is checked as the loss of (x1, x2) it defines
     report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
-    problems = structural_problems(loss_class)
+    if isinstance(loss_class, Loss):
+        cls = type(loss_class).__name__
+        report.loss = cls
+        report.failures.append(Failure("structure", f"pass the class, not an instance: check({cls}), "
+                                                    f"not check({cls}(...))"))
+        return report
+    problems = structural_problems(loss_class) or _contract_problems(loss_class)
     if problems:
         report.failures += [Failure("structure", p) for p in problems]
         return report
-    option_sets = [{}] + [dict(o) for o in getattr(loss_class, "check_options", ())]
+    option_sets = _option_sets(loss_class)
     shared: dict = {}
     for options, reduction in itertools.product(option_sets, loss_class.reductions):
         case = _Case(loss_class, options, reduction, seed, shared)
@@ -136,9 +207,15 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
             report.checks_run.append(f"{name}:{case.label}")
             try:
                 messages = list(fn(case))
+            except NotImplementedError as exc:  # a missing piece: say it once, not per check
+                messages = [f"raised NotImplementedError: {exc}"]
+                report.failures += [Failure(name, f"{case.label}: {m}") for m in messages]
+                return report
             except Exception as exc:  # a loss that crashes a check fails it
                 messages = [f"raised {type(exc).__name__}: {exc}"]
             report.failures += [Failure(name, f"{case.label}: {m}") for m in messages]
+            if messages and name == "sample_inputs":
+                break  # every other check of this configuration would fail on the same inputs
     return report
 
 
@@ -162,12 +239,29 @@ def _as_tuple(grads, n: int) -> tuple:
     return grads
 
 
+def _num(x) -> str:
+    """A number as plain text: 0.25, not np.float64(0.25)."""
+    x = np.asarray(x)
+    if x.ndim:
+        return np.array2string(x, separator=", ", threshold=8)
+    return repr(x.item())
+
+
+def _ratio(got, expected) -> str:
+    """got/expected as a factor (1.01x is a rounding slip, 20x a missing scale), '' when undefined."""
+    g, e = float(got), float(expected)
+    if e == 0 or not np.isfinite(g) or not np.isfinite(e):
+        return ""
+    return f", got/expected = {g / e:.3g}x"
+
+
 def _worst(actual: np.ndarray, expected: np.ndarray) -> str:
-    err = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    err = np.abs(a - e)
     err = np.where(np.isnan(err), np.inf, err)
     j = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
-    return (f"worst at index {tuple(int(i) for i in j)}: got {np.asarray(actual)[j]!r}, "
-            f"expected {np.asarray(expected)[j]!r}")
+    return (f"worst at index {tuple(int(i) for i in j)}: got {_num(np.asarray(actual)[j])}, "
+            f"expected {_num(np.asarray(expected)[j])}{_ratio(a[j], e[j])}")
 
 
 def _close(actual, expected, rtol: float, atol: float = 0.0) -> bool:
@@ -257,30 +351,49 @@ def _float32(case: _Case):
                    f"largest magnitude); {_worst(lo, hi)}")
 
 
+def _denominator(reduced, arrays, per_element) -> tuple[float, str]:
+    """What ``reduced`` divides the sum of its 'none' values by, and how to say so; (0, '') for a
+    reduction this module does not know."""
+    reduction = reduced.reduction
+    if reduction == "sum":
+        return 1.0, "sum of 'none'"
+    if reduction == "mean":
+        declared = reduced.mean_denominator(*arrays)
+        n = float(per_element.size if declared is None else declared)
+        return n, f"sum of 'none' / {n:g}"
+    if reduction == "batchmean":
+        n = float(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 1.0
+        return n, f"sum of 'none' / input.shape[0] = {n:g}"
+    return 0.0, ""
+
+
 @_check("reductions_consistent")
 def _reductions(case: _Case):
-    # Runs once per configuration, on its 'none' case, when the loss offers all three.
-    if case.reduction != "none" or not {"mean", "sum"} <= set(case.loss_class.reductions):
+    # Each reduced configuration against its own 'none': 'sum' is the sum, 'mean' the sum over
+    # mean_denominator (the element count unless the loss declares a weighted mean), 'batchmean'
+    # the sum over input.shape[0] (torch's kl_div). Labelled with the reduction that is wrong.
+    reduction = case.reduction
+    if reduction == "none" or "none" not in case.loss_class.reductions:
         return
     arrays = case.inputs(np.float64)
     names = case.loss_class.differentiable
-    none, total, mean = case.make("none"), case.make("sum"), case.make("mean")
+    none, reduced = case.make("none"), case.make()
     per_element = np.asarray(none(*arrays), np.float64)
-    declared = mean.mean_denominator(*arrays)
-    n = per_element.size if declared is None else float(declared)
-    if not _close(total(*arrays), per_element.sum(), REDUCTION_RTOL, 1e-12):
-        yield f"'sum' value {total(*arrays)!r} != sum of 'none' {per_element.sum()!r}"
-    if n and not _close(mean(*arrays), per_element.sum() / n, REDUCTION_RTOL, 1e-12):
-        yield f"'mean' value {mean(*arrays)!r} != sum of 'none' / {n:g} = {per_element.sum() / n!r}"
+    n, what = _denominator(reduced, arrays, per_element)
+    if not n:
+        return
+    value, expected = reduced(*arrays), per_element.sum() / n
+    if not _close(value, expected, REDUCTION_RTOL, 1e-12):
+        yield f"{reduction!r} value {_num(value)} != {what} = {_num(expected)}{_ratio(value, expected)}"
     ones = np.full(per_element.shape, SCALAR_GRAD_OUTPUT)
     g_none = _as_tuple(none.backward(*arrays, grad_output=ones, wrt=names), len(names))
-    g_sum = _as_tuple(total.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
-    g_mean = _as_tuple(mean.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
-    for name, gn, gs, gm in zip(names, g_none, g_sum, g_mean):
-        if not _close(gs, gn, REDUCTION_RTOL, 1e-14):
-            yield f"'sum' gradient wrt {name} != 'none' gradient with grad_output all {SCALAR_GRAD_OUTPUT}; {_worst(gs, gn)}"
-        if n and not _close(np.asarray(gm) * n, gs, REDUCTION_RTOL, 1e-14):
-            yield f"'mean' gradient wrt {name} is not the 'sum' gradient / {n}; {_worst(np.asarray(gm) * n, gs)}"
+    g_red = _as_tuple(reduced.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    for name, gn, gr in zip(names, g_none, g_red):
+        scaled = np.asarray(gr, np.float64) * n
+        if not _close(scaled, gn, REDUCTION_RTOL, 1e-14):
+            label = "the 'none' gradient" if n == 1 else f"the 'none' gradient / {n:g}"
+            yield (f"{reduction!r} gradient wrt {name} is not {label} (grad_output {SCALAR_GRAD_OUTPUT}); "
+                   f"{_worst(scaled, gn)}")
 
 
 @_check("forward_backward_fused")
@@ -425,7 +538,7 @@ def _deterministic(case: _Case):
         yield "two identical calls gave different bits"
     # The sample inputs are too small to wake a thread team (and a sum of 15 numbers rarely changes
     # bits when regrouped), so thread invariance is also checked on inputs past the parallel cutoff.
-    for label, arrays in (("sample inputs", arrays), ("large inputs", _shared(case, "large", _large_inputs, np.float64))):
+    for label, arrays in (("sample inputs", arrays), ("large inputs", _shared(case, "large-float64", _large_inputs, np.float64))):
         if arrays is None:
             continue
         counts = sorted({1, 2, 3, max(2, get_num_threads())})
@@ -445,27 +558,80 @@ def _shared(case: _Case, key: str, make, *args):
     return case.shared[key]
 
 
+LARGE_FRESH_DRAWS = 16  # fresh sample draws a large input is tiled from (sample_inputs may be slow)
+
+
 def _large_inputs(case: _Case, dtype):
-    """Inputs with more elements than the kernels' parallel cutoff: the class's own
-    ``large_sample_inputs(rng, dtype)`` if it has one; for elementwise losses, many sample draws
-    stacked along a new leading axis (elementwise semantics make that a valid input); else None.
-    Arguments that broadcast (not of the input's shape) are taken from the first draw.""" 
+    """Inputs with more elements than the kernels' parallel cutoff (PARALLEL_MIN_ELEMENTS elements;
+    for the classification family rows x classes), for every family:
+
+    - the class's own ``large_sample_inputs(rng, dtype)`` if it has one;
+    - with the default ``sample_inputs``, a draw from the declared domains at ``sample_shape`` with
+      its leading (batch) axis grown past the cutoff;
+    - for the built-in families (whose batch rows are independent), LARGE_FRESH_DRAWS sample draws
+      joined along the leading axis, tiled past the cutoff and the rows shuffled (one permutation
+      for every argument that has the batch axis): fresh, shuffled values, because a sum over a
+      repeated pattern can regroup without changing bits;
+    - else None (a plugin of another shape: give it ``large_sample_inputs``)."""
     from ._threads import PARALLEL_MIN_ELEMENTS
+    from .base import Loss
+    from .domains import domain_of
     from .extending import NumpyElementwiseLoss
+    from .losses.classification import ClassificationLoss
     from .losses.elementwise import ElementwiseLoss
 
     cls = case.loss_class
+    target = 2 * PARALLEL_MIN_ELEMENTS + 1
     if hasattr(cls, "large_sample_inputs"):
         return tuple(cls.large_sample_inputs(np.random.default_rng(case.seed), dtype))
-    if not issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss)):
-        return None
-    # Fresh draws, not copies of one: a sum over a repeated pattern regroups without changing bits.
     rng = np.random.default_rng([case.seed, 1 << 20])
-    first = tuple(cls.sample_inputs(rng, dtype))
-    shape = np.shape(first[0])
-    reps = -(-(2 * PARALLEL_MIN_ELEMENTS + 1) // max(1, int(np.prod(shape))))
-    draws = [first] + [tuple(cls.sample_inputs(rng, dtype)) for _ in range(reps - 1)]
-    return tuple(np.stack([d[k] for d in draws]) if np.shape(a) == shape else a for k, a in enumerate(first))
+    if getattr(cls.sample_inputs, "__func__", None) is Loss.sample_inputs.__func__ and len(cls.sample_shape):
+        shape = tuple(cls.sample_shape)
+        per_row = max(1, int(np.prod(shape[1:])))
+        big = (-(-target // per_row),) + shape[1:]
+        return tuple(domain_of(cls, name).sample(rng, big, dtype) for name in cls.arguments)
+    if not issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss, ClassificationLoss)):
+        return None
+    draws = [tuple(cls.sample_inputs(rng, dtype)) for _ in range(LARGE_FRESH_DRAWS)]
+    first = draws[0]
+    if not np.ndim(first[0]):
+        return None
+    rows = np.shape(first[0])[0]
+    batched = [np.ndim(a) >= 1 and np.shape(a)[0] == rows for a in first]
+    joined = tuple(np.concatenate([d[k] for d in draws]) if b else a for k, (a, b) in enumerate(zip(first, batched)))
+    per_row = max(1, int(np.prod(np.shape(first[0])[1:])))
+    reps = -(-target // (per_row * len(joined[0])))
+    order = rng.permutation(reps * len(joined[0]))
+    return tuple(np.concatenate([a] * reps)[order] if b else a for a, b in zip(joined, batched))
+
+
+LARGE_REDUCTION_RTOL = {"float32": 2e-6, "float64": 1e-12}  # times the mean |element| (the conditioning)
+
+
+@_check("reduction_precise_at_large_n")
+def _large_reduction(case: _Case):
+    # Summation-precision bugs (a float32 running sum, a naive loop) stay below every tolerance on
+    # 15 elements and appear past tens of thousands: the reduced value on the large inputs against
+    # the exactly rounded (math.fsum) sum of the 'none' values, in each dtype.
+    if case.reduction == "none" or "none" not in case.loss_class.reductions:
+        return
+    for dtype in (np.float32, np.float64):
+        arrays = _shared(case, f"large-{np.dtype(dtype).name}", _large_inputs, dtype)
+        if arrays is None:
+            return
+        reduced = case.make()
+        per_element = np.asarray(case.make("none")(*arrays), np.float64)
+        n, what = _denominator(reduced, arrays, per_element)
+        if not n:
+            return
+        exact = math.fsum(per_element.ravel()) / n
+        scale = math.fsum(np.abs(per_element).ravel()) / n
+        got = float(reduced(*arrays))
+        rtol = LARGE_REDUCTION_RTOL[np.dtype(dtype).name]
+        if not abs(got - exact) <= rtol * scale:
+            yield (f"{np.dtype(dtype).name} {case.reduction!r} value over {per_element.size} elements is "
+                   f"{got!r}, the exact {what} is {exact!r} (error {abs(got - exact) / (scale or 1):.2g} of the "
+                   f"mean |element|, allowed {rtol:g}): accumulate in float64")
 
 
 @_check("finite_on_valid_domain")
@@ -489,8 +655,110 @@ def _finite(case: _Case):
 def _first_nonfinite(result, arrays, case: _Case) -> str:
     result = np.asarray(result)
     if result.ndim == 0:
-        return f"got {result!r}"
+        return f"got {_num(result)}"
     j = tuple(int(i) for i in np.argwhere(~np.isfinite(result))[0])
-    at = ", ".join(f"{n}={np.asarray(a)[j]!r}" for n, a in zip(case.loss_class.arguments, arrays)
+    at = ", ".join(f"{n}={_num(np.asarray(a)[j])}" for n, a in zip(case.loss_class.arguments, arrays)
                    if np.shape(a) == result.shape)
-    return f"first at index {j}: {result[j]!r}" + (f" ({at})" if at else "")
+    return f"first at index {j}: {_num(result[j])}" + (f" ({at})" if at else "")
+
+
+# -- the verdict cache --------------------------------------------------------------------------
+# A plugin class is checked once per process (weakly keyed by the class, so it never keeps a class
+# alive) and once per version of its code across processes: the on-disk verdict is keyed by the
+# bytes of every module file in the class's MRO (its own source, its bases', compiled kernels
+# included), the validator's source and lossengine's version. Classes without a module file, or
+# defined inside a function (two such classes can share one qualified name), use the in-process
+# cache only.
+_reports: "weakref.WeakKeyDictionary[type, CheckReport]" = weakref.WeakKeyDictionary()
+_reports_lock = threading.Lock()
+CACHE_ENV = "LOSSENGINE_CACHE_DIR"
+NO_CACHE_ENV = "LOSSENGINE_NO_VALIDATION_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where verdicts are stored: $LOSSENGINE_CACHE_DIR, else $XDG_CACHE_HOME/lossengine, else
+    ~/.cache/lossengine."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lossengine"
+
+
+def _cache_key(loss_class: type) -> str | None:
+    import sys
+
+    from . import __version__
+
+    if "<locals>" in getattr(loss_class, "__qualname__", "<locals>"):
+        return None
+    digest = hashlib.sha256(f"{__version__}\0{loss_class.__module__}\0{loss_class.__qualname__}".encode())
+    files = {__file__}
+    for klass in loss_class.__mro__:
+        path = getattr(sys.modules.get(klass.__module__), "__file__", None)
+        if klass is not object and not path:
+            return None
+        if path:
+            files.add(path)
+    try:
+        for path in sorted(files):
+            digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _read_cached(key: str) -> CheckReport | None:
+    try:
+        return CheckReport.from_dict(json.loads((cache_dir() / f"{key}.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cached(key: str, report: CheckReport) -> None:
+    """Atomically (a temporary file renamed over the target), so concurrent processes each see a
+    whole verdict or none; an unwritable cache directory just means no cache."""
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(report.to_dict(), f)
+            os.replace(tmp, folder / f"{key}.json")
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def cached_verdict(loss_class: type) -> CheckReport | None:
+    """The verdict already held for ``loss_class`` (this process's, or an earlier process's for
+    unchanged code), or None when only running ``check`` would tell. Never runs a check."""
+    if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
+        return None
+    with _reports_lock:
+        report = _reports.get(loss_class) if isinstance(loss_class, type) else None
+    if report is None:
+        key = _cache_key(loss_class) if isinstance(loss_class, type) else None
+        report = None if key is None else _read_cached(key)
+        if report is not None:
+            with _reports_lock:
+                _reports[loss_class] = report
+    return report
+
+
+def cached_check(loss_class: type) -> CheckReport:
+    """``check(loss_class)``, reusing the verdict from this process or, for unchanged code, from an
+    earlier one. ``LOSSENGINE_NO_VALIDATION_CACHE=1`` forces a fresh check (and stores it)."""
+    report = cached_verdict(loss_class)
+    if report is not None:
+        return report
+    report = check(loss_class)
+    key = _cache_key(loss_class) if isinstance(loss_class, type) else None
+    if key is not None:
+        _write_cached(key, report)
+    if isinstance(loss_class, type):
+        with _reports_lock:
+            _reports[loss_class] = report
+    return report
