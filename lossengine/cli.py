@@ -127,7 +127,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     from ._scaffold import class_name, new_plugin
 
     try:
-        root = new_plugin(args.name, args.dir, compiled=args.compiled)
+        root = new_plugin(args.name, args.dir, compiled=args.compiled, rowwise=args.rowwise)
     except (ValueError, FileExistsError) as exc:
         print(f"lossengine new-plugin: {exc}", file=sys.stderr)
         return 2
@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     p_check.set_defaults(run=_cmd_check)
     p_new = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution (lossengine-NAME)")
     p_new.add_argument("name", help="lowercase identifier; the loss registers as NAME_loss")
-    p_new.add_argument("--compiled", action="store_true", help="a Cython per-element kernel instead of NumPy")
+    kind = p_new.add_mutually_exclusive_group()
+    kind.add_argument("--compiled", action="store_true", help="a Cython per-element kernel instead of NumPy")
+    kind.add_argument("--rowwise", action="store_true",
+                      help="a Cython per-row classification kernel (scores and a class index per row)")
     p_new.add_argument("--dir", default=".", help="where to create the distribution's folder")
     p_new.set_defaults(run=_cmd_new_plugin)
     from .bench import add_subcommand
