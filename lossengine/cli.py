@@ -52,10 +52,23 @@ def build_info() -> dict:
         "omp_max_threads": _elementwise.max_threads(),
         "compiler": sysconfig.get_config_var("CC"),
         "compile flags": " ".join(_elementwise.compile_flags()),
+        "kernel variant": _kernel_variant(_elementwise.compile_flags()),
+        "fast path": "elementwise ElementwiseKernel.fast (C-contiguous native float32/float64 arrays of one "
+                     "dtype and shape; everything else: the general path)",
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def _kernel_variant(flags: list[str]) -> str:
+    """The one kernel build this module holds (no runtime ISA dispatch yet): its -march target."""
+    march = [f.split("=", 1)[1] for f in flags if f.startswith("-march=")]
+    if not march:
+        return "baseline (compiler default ISA)"
+    if march[-1] == "native":
+        return "native (-march=native: the build machine's ISA, chosen at build time, not at run time)"
+    return f"{march[-1]} (chosen at build time)"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
