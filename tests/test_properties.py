@@ -16,7 +16,7 @@ on well-conditioned inputs; values and gradients equal torch's where torch is in
 Profiles: "ci" (the default, bounded: the file runs in about a minute on 2 cores) and "dev"
 (``HYPOTHESIS_PROFILE=dev pytest tests/test_properties.py``: 20x the examples, no deadline).
 Every failure hypothesis shrinks is committed as a plain test in tests/test_reliability_regressions.py.
-Cases of a defect already known (issue #15) are skipped through ``KNOWN_DEFECTS``, by name, so the
+Cases of a defect already known (issue #15) are skipped through ``reliability_cases.KNOWN_DEFECTS``, by name, so the
 property stays green and the entry is removed once the defect is fixed.
 """
 from __future__ import annotations
@@ -24,10 +24,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import re
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -37,9 +34,10 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import lossengine as le  # noqa: E402
-from lossengine.base import Loss  # noqa: E402
 from lossengine.declaration import declared_options  # noqa: E402
-from lossengine.domains import ClassIndex, domain_of  # noqa: E402
+from reliability_cases import (  # noqa: E402
+    GRAD_OUTPUTS, HOSTILE_GRAD_OUTPUTS, HOSTILE_INDICES, LAYOUTS, SPECIAL_FLOATS, Case, _largest, assert_identical, call, domain_inputs,
+    flat, known_defect, layout, option_candidates, outcome, uses_default_sampler)
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
                           suppress_health_check=list(HealthCheck), print_blob=True)
@@ -47,168 +45,8 @@ settings.register_profile("dev", max_examples=1000, deadline=None,
                           suppress_health_check=list(HealthCheck), print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-CLEAN_ERRORS = (ValueError, TypeError, IndexError)
 NAMES = le.registry.names()
-SPECIAL_FLOATS = (math.nan, math.inf, -math.inf, 1e308, -1e308, 5e-324, -5e-324, 1e-310, -0.0, 3.4e38, 1e-45)
-HUGE_INT = 10 ** 400
-
-
-@dataclass
-class Case:
-    """One generated call: the loss class, its options, its arrays, grad_output and wrt."""
-    cls: type
-    options: dict
-    arrays: list
-    grad_output: Any = 1.0
-    wrt: Any = None
-    notes: set = field(default_factory=set)   # what the generator did (for KNOWN_DEFECTS)
-
-    def make(self) -> Loss:
-        return self.cls(**self.options)
-
-    def __repr__(self) -> str:
-        arrays = ", ".join(f"array({a.tolist()!r}, dtype={a.dtype.str})" if isinstance(a, np.ndarray) and a.size < 40
-                           else f"<{getattr(a, 'dtype', type(a))} {np.shape(a)}>" for a in self.arrays)
-        return (f"Case({self.cls.__name__}({self.options!r}), [{arrays}], grad_output={self.grad_output!r}, "
-                f"wrt={self.wrt!r}, notes={sorted(self.notes)})")
-
-
-def _largest(case: Case) -> float:
-    """The largest finite magnitude among the float arrays and option arrays."""
-    values = [np.abs(np.asarray(a, np.float64)) for a in [*case.arrays, *case.options.values()]
-              if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size]
-    return max((float(v[np.isfinite(v)].max(initial=0.0)) for v in values), default=0.0)
-
-
-def _huge_grad_output(case: Case) -> bool:
-    go = case.grad_output
-    return isinstance(go, int) and not isinstance(go, bool) and abs(go) > 1e308
-
-
-# Defects issue #15 lists that the lead is fixing on main. Each entry: a name, what it is, and a
-# predicate on a Case; the properties skip matching cases (and the regression test of the same name
-# in tests/test_reliability_regressions.py is a strict xfail). Remove an entry once its fix lands.
-KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
-    "grad_output_huge_int": ("grad_output=10**400 raises OverflowError instead of ValueError",
-                             _huge_grad_output),
-    "scale_folded_after_overflow": (
-        "MSE, PoissonNLL and MultiMargin compute e.g. 2 * diff before the 1/N scale, so a finite input near "
-        "1e308 gives an inf gradient where torch's is finite",
-        lambda case: case.cls.name in ("mse_loss", "poisson_nll_loss", "multi_margin_loss") and _largest(case) > 1e300),
-    # Found by test_equal_to_torch_where_torch_is_finite_on_extreme_values; not in issue #15's list.
-    "ce_prob_target_sum_overflow": (
-        "CrossEntropy with probability targets computes sum_c t_c (and g * t_sum) before combining, so a "
-        "row whose targets sum past 1.8e308 gives inf (value) and NaN/inf (gradient) where torch is finite",
-        lambda case: case.cls.name == "cross_entropy" and np.asarray(case.arrays[1]).dtype.kind == "f"
-        and _largest(case) > 1e300),
-}
-
-
-def known_defect(case: Case) -> str | None:
-    for name, (_, applies) in KNOWN_DEFECTS.items():
-        if applies(case):
-            return name
-    return None
-
-
-# -- outcomes ---------------------------------------------------------------------------------------
-def outcome(fn: Callable[[], Any]):
-    """("ok", result) or ("error", exception type); anything but a clean error fails the test."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return "ok", fn()
-    except CLEAN_ERRORS as exc:
-        return "error", type(exc)
-
-
-def flat(result) -> list:
-    if isinstance(result, tuple):
-        return [x for r in result for x in flat(r)]
-    return [np.asarray(result)]
-
-
-def assert_identical(a, b, what: str) -> None:
-    """Same outcome; results equal bit for bit (dtype, shape and every byte, NaN payloads aside)."""
-    assert a[0] == b[0], f"{what}: {a[0]} ({a[1]}) vs {b[0]} ({b[1]})"
-    if a[0] == "error":
-        assert a[1] is b[1], f"{what}: {a[1].__name__} vs {b[1].__name__}"
-        return
-    xs, ys = flat(a[1]), flat(b[1])
-    assert len(xs) == len(ys), what
-    for x, y in zip(xs, ys):
-        assert x.dtype == y.dtype and x.shape == y.shape, f"{what}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}"
-        same = (x == y) & (np.signbit(x) == np.signbit(y)) | (np.isnan(x) & np.isnan(y))
-        assert same.all(), f"{what}: differ at {np.argwhere(~same)[:5].tolist()}: {x[~same][:5]} vs {y[~same][:5]}"
-
-
-# -- strategies -------------------------------------------------------------------------------------
-def uses_default_sampler(cls: type) -> bool:
-    return getattr(cls.sample_inputs, "__func__", None) is Loss.sample_inputs.__func__
-
-
-def _index_sample(domain: ClassIndex, rng, shape: tuple) -> np.ndarray:
-    if not shape:
-        return np.zeros((), np.int64)
-    axis = domain.axis if len(shape) > domain.axis else 0
-    classes = domain.classes if domain.classes is not None else shape[axis]
-    out_shape = () if len(shape) == 1 else shape[:axis] + shape[axis + 1:]
-    if classes == 0 or math.prod(out_shape) == 0:
-        return np.zeros(out_shape, np.int64)
-    return rng.integers(0, classes, size=out_shape)
-
-
-def domain_inputs(cls: type, rng, dtype, shape: tuple) -> list:
-    arrays = []
-    for name in cls.arguments:
-        domain = domain_of(cls, name)
-        if domain.is_index:
-            arrays.append(_index_sample(domain, rng, shape))
-            continue
-        try:
-            arrays.append(np.asarray(domain.sample(rng, shape, dtype), dtype))
-        except (ValueError, IndexError):    # e.g. a simplex over an empty axis
-            arrays.append(rng.standard_normal(shape).astype(dtype))
-    return arrays
-
-
 shapes = st.one_of(st.just(()), st.lists(st.integers(0, 4), min_size=1, max_size=3).map(tuple))
-
-
-def _bounds(constraint: str) -> list[float]:
-    return [float(v) for v in re.findall(r"[<>]=? (-?[\d.e+-]+|inf)", constraint)]
-
-
-def option_values(option, hostile: bool, classes: int, shape: tuple) -> st.SearchStrategy:
-    """Values for one declared option: valid ones always, invalid ones when ``hostile``."""
-    valid = [option.default, *option.examples]
-    invalid: list = []
-    kind = option.kind
-    if kind == "real":
-        for b in _bounds(option.constraint):
-            valid.append(b)
-            invalid += [np.nextafter(b, -math.inf), np.nextafter(b, math.inf), b - 1.0, b + 1.0]
-        valid += [0.5, 3.0]
-        invalid += [math.nan, math.inf, -math.inf, -1e300, HUGE_INT, -HUGE_INT, 2 ** 70, True, "1.0", None]
-    elif kind == "integer":
-        choices = [int(v) for v in re.findall(r"-?\d+", option.constraint)] if option.constraint.startswith("in") else []
-        valid += choices
-        invalid += [-1, 0, 3, classes, 2 ** 63, -2 ** 63 - 1, HUGE_INT, 1.0, True, np.int8(1), None]
-    elif kind == "flag":
-        valid += [True, False]
-        invalid += [1, np.bool_(True), "yes"]
-    elif kind == "array":
-        valid += [None]
-        lengths = {classes, shape[-1] if shape else 1, 1}
-        for n in sorted(lengths):
-            valid.append(np.linspace(0.25, 2.0, n))
-        invalid += [np.array([math.nan, 1.0, 1.0, 1.0]), np.array([1e308, 1e308, 1.0]), np.ones((2, 2, 2, 2)),
-                    np.array([1, 2]), "weight", np.array([-1.0, math.inf, 0.0, 5e-324])]
-    else:   # choice, reduction and whatever a plugin declares
-        valid += re.findall(r"'([^']*)'", option.constraint)
-        invalid += ["bogus", None, 1, "MEAN"]
-    pool = valid + (invalid if hostile else [])
-    return st.sampled_from(pool)
 
 
 @st.composite
@@ -228,7 +66,7 @@ def cases(draw, name: str, hostile: bool = True, dtypes=(np.float32, np.float64)
     options = {}
     for option in declared_options(cls):
         if draw(st.booleans()):
-            options[option.name] = draw(option_values(option, hostile, classes, first.shape))
+            options[option.name] = draw(st.sampled_from(option_candidates(option, hostile, classes, first.shape)))
     if hostile and draw(st.booleans()):
         notes.add("values")
         for k, a in enumerate(arrays):
@@ -240,40 +78,11 @@ def cases(draw, name: str, hostile: bool = True, dtypes=(np.float32, np.float64)
                         a.flat[draw(st.integers(0, a.size - 1))] = draw(st.sampled_from(SPECIAL_FLOATS))
             elif a.dtype.kind in "iu" and draw(st.booleans()):
                 a.flat[draw(st.integers(0, a.size - 1))] = draw(st.sampled_from(
-                    [-1, -100, classes, classes + 1, 2 ** 62, -2 ** 63]))
-    grad_output = draw(st.sampled_from([1.0, 0.5, -2.0, 0.0, 3] + ([math.nan, math.inf, HUGE_INT, 1e300, True,
-                                                                    np.float32(2.0), "x", [1.0, 2.0]] if hostile else [])))
+                    HOSTILE_INDICES + (classes, classes + 1)))
+    grad_output = draw(st.sampled_from(GRAD_OUTPUTS + (HOSTILE_GRAD_OUTPUTS if hostile else [])))
     wrt = draw(st.sampled_from([None, *cls.differentiable, tuple(cls.differentiable)]))
     return Case(cls, options, arrays, grad_output, wrt, notes)
 
-
-def layout(arr: np.ndarray, how: str) -> np.ndarray:
-    """``arr`` with the same values in another memory layout."""
-    if how == "fortran":
-        return np.array(arr, order="F")
-    if how == "strided":    # every other element of a wider buffer (a 0-d array: a view into one)
-        wide = np.zeros(arr.shape[:-1] + (2 * arr.shape[-1],) if arr.ndim else (2,), arr.dtype)
-        view = wide[..., ::2] if arr.ndim else wide[1:].reshape(())
-        view[...] = arr
-        return view
-    if how == "big_endian":
-        return arr.astype(arr.dtype.newbyteorder(">"))
-    if how == "readonly":
-        out = arr.copy()
-        out.flags.writeable = False
-        return out
-    raise AssertionError(how)
-
-
-LAYOUTS = ("fortran", "strided", "big_endian", "readonly")
-
-
-def call(case: Case, arrays=None, method: str = "forward_backward"):
-    loss = case.make()
-    arrays = case.arrays if arrays is None else arrays
-    if method == "forward":
-        return loss.forward(*arrays)
-    return getattr(loss, method)(*arrays, grad_output=case.grad_output, wrt=case.wrt)
 
 
 def skip_known(case: Case) -> None:

@@ -1,7 +1,7 @@
 """Regression tests for what the property suite (tests/test_properties.py), the fuzz harness (fuzz/)
 and the sanitizer build found, each as the shrunk, explicit case. A case of a defect issue #15
 lists and the lead is fixing on main is a strict xfail naming the defect, paired with the entry of
-the same name in test_properties.KNOWN_DEFECTS: when the fix lands the xfail turns into a failure
+the same name in reliability_cases.KNOWN_DEFECTS (tests/reliability_cases.py): when the fix lands the xfail turns into a failure
 (XPASS, strict), and both the mark and the KNOWN_DEFECTS entry are removed."""
 import numpy as np
 import pytest
