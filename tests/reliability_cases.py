@@ -210,3 +210,21 @@ def call(case: Case, arrays=None, method: str = "forward_backward"):
     return getattr(loss, method)(*arrays, grad_output=case.grad_output, wrt=case.wrt)
 
 
+
+
+def large_inputs(cls: type, rng, dtype, elements: int = 70_000) -> list:
+    """Valid arguments past the parallel threshold (many reduction blocks, several threads): the
+    class's own ``large_sample_inputs`` when it has one; else, with at least ``elements`` elements
+    in the first, its domains at ``sample_shape`` with more rows for the default sampler, or copies
+    of ``sample_inputs`` concatenated along the first axis."""
+    if hasattr(cls, "large_sample_inputs"):
+        return list(cls.large_sample_inputs(rng, dtype))
+    if uses_default_sampler(cls):
+        shape = tuple(cls.sample_shape)
+        rows = -(-elements // max(1, math.prod(shape[1:])))
+        return domain_inputs(cls, rng, dtype, (rows,) + shape[1:])
+    first = cls.sample_inputs(rng, dtype)
+    reps = -(-elements // max(1, np.asarray(first[0]).size))
+    draws = [first] + [cls.sample_inputs(rng, dtype) for _ in range(min(reps, 16) - 1)]
+    return [np.concatenate([np.asarray(draws[i % len(draws)][k]) for i in range(reps)])
+            for k in range(len(first))]

@@ -37,7 +37,7 @@ import lossengine as le  # noqa: E402
 from lossengine.declaration import declared_options  # noqa: E402
 from reliability_cases import (  # noqa: E402
     GRAD_OUTPUTS, HOSTILE_GRAD_OUTPUTS, HOSTILE_INDICES, LAYOUTS, SPECIAL_FLOATS, Case, _largest, assert_identical, call, domain_inputs,
-    flat, known_defect, layout, option_candidates, outcome, uses_default_sampler)
+    flat, large_inputs, known_defect, layout, option_candidates, outcome, uses_default_sampler)
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
                           suppress_health_check=list(HealthCheck), print_blob=True)
@@ -128,29 +128,14 @@ def test_forward_backward_is_forward_plus_backward(name, data):
         assert grads[0] == "error", f"forward_backward raised {fused[1].__name__}, backward did not"
 
 
-def _large(case: Case, rng) -> Case:
-    """The case with inputs past the parallel threshold (many reduction blocks)."""
-    cls, dtype = case.cls, case.arrays[0].dtype
-    if hasattr(cls, "large_sample_inputs"):
-        arrays = list(cls.large_sample_inputs(rng, dtype))
-    elif uses_default_sampler(cls):
-        shape = tuple(cls.sample_shape)
-        rows = -(-70_000 // max(1, math.prod(shape[1:])))
-        arrays = domain_inputs(cls, rng, dtype, (rows,) + shape[1:])
-    else:
-        first = cls.sample_inputs(rng, dtype)
-        reps = -(-70_000 // max(1, np.asarray(first[0]).size))
-        arrays = [np.concatenate([np.asarray(a) for a in samples]) for samples in
-                  zip(*[cls.sample_inputs(rng, dtype) for _ in range(reps)])]
-    return Case(cls, case.options, arrays, case.grad_output, case.wrt, case.notes)
-
-
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=max(3, settings().max_examples // 5))
 @given(data=st.data())
 def test_bit_identical_across_thread_counts(name, data):
     case = data.draw(cases(name, hostile=False))
-    case = _large(case, np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1))))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    case = Case(case.cls, case.options, large_inputs(case.cls, rng, case.arrays[0].dtype), case.grad_output,
+                case.wrt, case.notes)
     skip_known(case)
     with le.threads(1):
         one = outcome(lambda: call(case))
