@@ -4,7 +4,26 @@
     loss, grad = le.MSELoss()(x, y), le.MSELoss().backward(x, y)
     loss, grad = le.BCEWithLogitsLoss().forward_backward(logits, labels)
 """
-from . import functional, registry
+def _require_compiled_kernels() -> None:
+    # Importing the source folder of an unbuilt checkout (python run from the clone's root shadows
+    # the installed package) would otherwise fail with a misleading circular-import error.
+    import importlib.util
+    import os
+
+    missing = [m for m in ("_elementwise", "_classification") if importlib.util.find_spec(f"{__name__}.{m}") is None]
+    if missing:
+        here = os.path.dirname(os.path.abspath(__file__))
+        raise ImportError(
+            f"lossengine's compiled kernels ({', '.join(missing)}) are not built in {here}. Python imported "
+            f"this source folder, probably because you ran it from the project's root, which shadows an "
+            f"installed lossengine. Either run from another folder, or build the kernels in place: "
+            f"`python setup.py build_ext --inplace` (or `pip install --no-build-isolation -e .`)."
+        )
+
+
+_require_compiled_kernels()
+
+from . import functional, registry  # noqa: E402
 from ._threads import get_num_threads, set_num_threads, threads
 from .base import Loss
 from .extending import CompiledElementwiseLoss, NumpyElementwiseLoss, get_include, plugin_build_options

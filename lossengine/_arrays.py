@@ -18,6 +18,8 @@ REDUCTIONS = ("none", "mean", "sum")
 
 def float_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a floating-point ndarray (any layout); TypeError naming ``name`` otherwise."""
+    if type(value) is not np.ndarray:
+        require_host_memory(name, value)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
@@ -28,6 +30,20 @@ def float_array(name: str, value: Any) -> np.ndarray:
             + (" (cast it with .astype(np.float32) or np.float64)" if arr.dtype.kind in "iub" else "")
         )
     return arr
+
+
+def require_host_memory(name: str, value: Any) -> None:
+    """GPU arrays (CuPy, torch CUDA tensors, anything exposing __cuda_array_interface__ or a
+    non-CPU DLPack device) are refused with what to do, not a confusing conversion error."""
+    on_gpu = hasattr(value, "__cuda_array_interface__")
+    if not on_gpu and hasattr(value, "__dlpack_device__") and not isinstance(value, np.ndarray):
+        try:
+            on_gpu = int(value.__dlpack_device__()[0]) != 1         # 1: kDLCPU
+        except Exception:
+            on_gpu = False
+    if on_gpu:
+        raise TypeError(f"{name} is a GPU array; lossengine runs on the CPU: move it to host memory first "
+                        f"(e.g. cupy.asnumpy(a), tensor.cpu().numpy())")
 
 
 FLOAT32 = np.dtype(np.float32)
@@ -100,9 +116,14 @@ def require_same_shapes(names: Sequence[str], arrays: Sequence[np.ndarray], broa
 
 def require_same_shape(name: str, arr: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
     if arr.shape != ref.shape:
+        try:
+            np.broadcast_shapes(arr.shape, ref.shape)
+            torch_does = "torch would broadcast them with a UserWarning; lossengine refuses"
+        except ValueError:
+            torch_does = "they do not broadcast either"
         raise ValueError(
-            f"{name} must have the same shape as {ref_name}: got {arr.shape} and {ref.shape}"
-            " (torch would broadcast with a warning; lossengine refuses)"
+            f"{name} must have the same shape as {ref_name}: {name} has shape {arr.shape}, "
+            f"{ref_name} has shape {ref.shape} ({torch_does})"
         )
 
 
@@ -118,8 +139,14 @@ def grad_output_operand(grad_output: Any, reduction: str, loss_shape: tuple,
 
     Reduced losses take a scalar. 'none' takes a scalar or an array broadcastable to the loss's shape.
     """
-    if type(grad_output) is float or type(grad_output) is int:
-        return float(grad_output), _ONE[dtype]
+    if type(grad_output) is float:
+        return grad_output, _ONE[dtype]
+    if isinstance(grad_output, int):
+        try:
+            return float(grad_output), _ONE[dtype]
+        except OverflowError:
+            raise ValueError(f"grad_output must fit in a double, got an integer with "
+                             f"{len(str(abs(grad_output)))} digits") from None
     try:
         go = np.asarray(grad_output)
     except (ValueError, TypeError) as exc:

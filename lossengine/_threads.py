@@ -15,11 +15,16 @@ from typing import Iterator
 # thread team costs more than the work.
 PARALLEL_MIN_ELEMENTS = 32768
 
+# The most threads a kernel may be asked for. OpenMP runtimes fail badly far above the core count
+# (libgomp: a crash at 100000, "Thread creation failed" and exit at 60000, a 481 GB allocation at
+# 2^31 - 1), and no CPU this engine runs on has more: counts above it are refused when set.
+MAX_THREADS = 1024
+
 
 def _initial_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), MAX_THREADS)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -34,8 +39,8 @@ def _validated(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
         raise TypeError(f"number of threads must be an integer, got {type(n).__name__}")
     n = int(n)  # type: ignore[arg-type]
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"number of threads must be between 1 and {MAX_THREADS}, got {n}")
     return n
 
 

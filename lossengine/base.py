@@ -38,6 +38,10 @@ class Loss:
     # forward_backward are wrapped so the author always receives ``wrt`` as a tuple of names and
     # returns a tuple, while callers keep every public form (None, a name, a tuple of names).
     normalizes_wrt: ClassVar[bool] = False
+    # How the loss splits over chunks of its arguments, for chunked execution
+    # (lossengine.integrations.dask): "elements" (any chunking: each element's loss depends on that
+    # element only), "rows" (along the leading axis only), or None (it does not split).
+    decomposes: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -63,9 +67,9 @@ class Loss:
         """Gradient(s) of sum(grad_output * loss) with respect to the arguments named by ``wrt``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         """(value, gradient(s)); built-in losses compute both in one fused pass."""
-        return self.forward(*arrays), self.backward(*arrays, grad_output=grad_output, wrt=wrt)
+        return self.forward(*arrays), self.backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
 
     def mean_denominator(self, *arrays: Any) -> float | None:
         """What reduction='mean' divides the summed loss by, for these arrays; None means the number of
@@ -135,23 +139,90 @@ def _public_grads(grads: Any, names: tuple, single: bool) -> Any:
 
 def _public_backward(fn):
     @functools.wraps(fn)
-    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        return _public_grads(fn(self, *arrays, grad_output=grad_output, wrt=names), names, single)
+        outs = _out_arrays(out, names, single, arrays)
+        grads = _public_grads(fn(self, *arrays, grad_output=grad_output, wrt=names), names, single)
+        return grads if outs is None else _deliver(grads, outs, names, single)
     backward._normalizes_wrt = True
     return backward
 
 
 def _public_forward_backward(fn):
     @functools.wraps(fn)
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
+        outs = _out_arrays(out, names, single, arrays)
         result = fn(self, *arrays, grad_output=grad_output, wrt=names)
         if isinstance(result, tuple) and len(result) == 2:
-            return result[0], _public_grads(result[1], names, single)
+            grads = _public_grads(result[1], names, single)
+            return result[0], (grads if outs is None else _deliver(grads, outs, names, single))
         return result
     forward_backward._normalizes_wrt = True
     return forward_backward
+
+
+# -- out= : results written into the caller's arrays --------------------------------------------
+def _out_arrays(out: Any, names: tuple, single: bool, arrays: Sequence[Any]) -> tuple | None:
+    """``out`` as one array per name in ``names`` (None when not given), checked for what can be
+    checked before computing: its form, writability and that it shares no memory with an input or
+    with another out array (the kernel would read what it writes)."""
+    if out is None:
+        return None
+    if single:
+        outs = (out,)
+    elif isinstance(out, (tuple, list)):
+        outs = tuple(out)
+        if len(outs) != len(names):
+            raise ValueError(f"out must hold one array per name in wrt ({len(names)}), got {len(outs)}")
+    else:
+        raise TypeError(f"out must be a tuple of {len(names)} arrays, one per name in wrt, "
+                        f"got {type(out).__name__}")
+    for k, arr in enumerate(outs):
+        what = "out" if single else f"out[{k}]"
+        _check_out_array(what, arr, arrays)
+        for other in outs[:k]:
+            if np.shares_memory(arr, other):
+                raise ValueError(f"{what} shares memory with another out array")
+    return outs
+
+
+def _check_out_array(what: str, arr: Any, arrays: Sequence[Any]) -> None:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what} must be a NumPy array, got {type(arr).__name__}")
+    if not arr.flags.writeable:
+        raise ValueError(f"{what} is read-only")
+    for a in arrays:
+        if isinstance(a, np.ndarray) and np.may_share_memory(arr, a) and np.shares_memory(arr, a):
+            raise ValueError(f"{what} shares memory with an input array: the result would overwrite it")
+
+
+def _deliver_one(result: np.ndarray, out: np.ndarray, what: str, of: str) -> np.ndarray:
+    if result is out:
+        return out
+    result = np.asarray(result)
+    if out.shape != result.shape:
+        raise ValueError(f"{what} has shape {out.shape}; {of} has shape {result.shape}")
+    if out.dtype != result.dtype:
+        raise TypeError(f"{what} has dtype {out.dtype}; {of} is {result.dtype} (out= does not cast)")
+    np.copyto(out, result)
+    return out
+
+
+def _deliver(grads: Any, outs: tuple, names: tuple, single: bool) -> Any:
+    """The gradients written into ``outs`` (unless the kernel wrote them there already)."""
+    if single:
+        return _deliver_one(grads, outs[0], "out", f"the gradient wrt {names[0]!r}")
+    return tuple(_deliver_one(g, o, f"out[{k}]", f"the gradient wrt {n!r}")
+                 for k, (g, o, n) in enumerate(zip(grads, outs, names)))
+
+
+def _usable_directly(out: np.ndarray | None, buffer: np.ndarray, argument: Any) -> bool:
+    """Whether the kernel may write into ``out`` in place of ``buffer``: the same shape and dtype
+    (also the argument's, so the result is that array unchanged), C-contiguous and aligned."""
+    return (out is not None and out.shape == buffer.shape and out.dtype == buffer.dtype
+            and out.flags.c_contiguous and out.flags.aligned and np.shape(argument) == buffer.shape
+            and getattr(argument, "dtype", None) == buffer.dtype)
 
 
 # ``wrt`` sentinel for FusedLoss._compute: the value only, no gradient.
@@ -202,6 +273,12 @@ class FusedLoss(Loss):
     def _options_parsed(self) -> None:
         """Checks across options, after the generated __init__ stored them (none by default)."""
 
+    def __getstate__(self) -> dict:
+        # Compiled kernel objects cached on the instance (``_kernel*``) are rebuilt on first use:
+        # dropping them makes losses picklable (multiprocessing, Dask's process schedulers).
+        return {k: ({} if isinstance(v, dict) else None) if k.startswith("_kernel") else v
+                for k, v in self.__dict__.items() if not k == "_kernel_object"}
+
     def _options_repr(self) -> str:
         return options_repr(self) if declared_options(type(self)) else super()._options_repr()
 
@@ -209,21 +286,56 @@ class FusedLoss(Loss):
     def __call__(self, *arrays: Any):
         return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
 
-    def forward(self, *arrays: Any):
-        """The loss value: a NumPy scalar of the input's dtype, or an array for reduction='none'."""
-        return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
+    def forward(self, *arrays: Any, out: Any = None):
+        """The loss value: a NumPy scalar of the input's dtype, or an array for reduction='none'
+        (written into ``out`` when given: an array of the loss's shape and dtype)."""
+        if out is None:
+            return self._compute(arrays, True, FORWARD_ONLY, 1.0)[0]
+        return self._compute_out(arrays, True, FORWARD_ONLY, 1.0, None, out)[0]
 
-    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         """Gradient(s) of sum(grad_output * loss) wrt the arguments named by ``wrt`` (None: the
-        first differentiable argument; a name: that one; a tuple of names: a tuple, in that order)."""
-        return self._compute(arrays, False, wrt, grad_output)[1]
+        first differentiable argument; a name: that one; a tuple of names: a tuple, in that order).
+        ``out``: an array (a tuple of arrays for a tuple ``wrt``) of each gradient's shape and dtype
+        to write into, as NumPy's ufuncs take; training loops then allocate nothing per step."""
+        if out is None:
+            return self._compute(arrays, False, wrt, grad_output)[1]
+        return self._compute_out(arrays, False, wrt, grad_output, out, None)[1]
 
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None):
-        """(value, gradient(s)) from one fused pass; ``grad_output`` and ``wrt`` as for backward."""
-        return self._compute(arrays, True, wrt, grad_output)
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
+                         value_out: Any = None):
+        """(value, gradient(s)) from one fused pass; ``grad_output``, ``wrt`` and ``out`` as for
+        backward; ``value_out`` receives reduction='none''s value."""
+        if out is None and value_out is None:
+            return self._compute(arrays, True, wrt, grad_output)
+        return self._compute_out(arrays, True, wrt, grad_output, out, value_out)
+
+    def _compute_out(self, arrays, want_value: bool, wrt: Any, grad_output: Any, out: Any, value_out: Any):
+        """``_compute`` with results written into the caller's arrays: directly by the kernel where
+        the layout allows (the skeleton's buffers), else copied."""
+        names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
+        outs = _out_arrays(out, names, single, arrays) if names else None
+        if value_out is not None:
+            if self.reduction != "none":
+                raise ValueError(f"value_out (and forward's out) is for reduction='none'; this loss's "
+                                 f"reduction is {self.reduction!r}, its value a scalar")
+            _check_out_array("value_out" if names else "out", value_out, arrays)
+            for o in outs or ():
+                if np.shares_memory(o, value_out):
+                    raise ValueError("value_out shares memory with an out array")
+        direct = type(self)._compute is FusedLoss._compute
+        value, grads = (self._compute(arrays, want_value, wrt, grad_output,
+                                      dict(zip(names, outs or ())), value_out) if direct
+                        else self._compute(arrays, want_value, wrt, grad_output))
+        if value_out is not None and want_value:
+            value = _deliver_one(value, value_out, "value_out" if names else "out", "the loss")
+        if outs is not None:
+            grads = _deliver(grads, outs, names, single)
+        return value, grads
 
     # -- the skeleton ----------------------------------------------------------------------------
-    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any):
+    def _compute(self, arrays, want_value: bool, wrt: Any, grad_output: Any, outs: dict | None = None,
+                 value_out: np.ndarray | None = None):
         if len(arrays) != len(self.arguments):
             self._check_arity(arrays)
         names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
@@ -235,6 +347,13 @@ class FusedLoss(Loss):
             scale, upstream = 1.0, _arrays.one(dtype)
         grads = {name: self._grad_buffer(plan, name) for name in names}
         loss_out = np.empty(plan.loss_shape, dtype) if want_value and self.reduction == "none" else None
+        if outs:
+            for name in names:
+                if _usable_directly(outs.get(name), grads[name], arrays[self.arguments.index(name)]):
+                    grads[name] = outs[name]
+        if loss_out is not None and value_out is not None and value_out.shape == loss_out.shape \
+                and value_out.dtype == loss_out.dtype and value_out.flags.c_contiguous and value_out.flags.aligned:
+            loss_out = value_out
         total = self._run(plan, grads, loss_out, upstream, scale)
         value = None
         if want_value:

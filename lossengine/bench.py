@@ -375,6 +375,17 @@ def _multi_margin_jax(jnp, jax, o, x, t):
     return jnp.sum(jnp.where(others, m, 0)) / x.size
 
 
+def _triplet_jax(jnp, jax, o, a, p, n):
+    eps, margin = 1e-6, o.get("margin", 1.0)
+    d_pos = jnp.sqrt(jnp.sum((a - p + eps) ** 2, axis=-1))
+    d_neg = jnp.sqrt(jnp.sum((a - n + eps) ** 2, axis=-1))
+    return jnp.mean(jnp.maximum(margin + d_pos - d_neg, 0))
+
+
+def _triplets(rng, shape, dtype):
+    return tuple(rng.standard_normal(shape).astype(dtype) for _ in range(3))
+
+
 # -- the case table ---------------------------------------------------------------------------------
 
 
@@ -450,6 +461,8 @@ CASES: list[Case] = [
          jax=_jax(_cross_entropy_jax), numpy=_numpy(_cross_entropy_np), sklearn=_sklearn(_sklearn_multinomial)),
     Case("multi_margin_loss", _scores_and_labels, sizes=((4096, 100),),
          jax=_jax(_multi_margin_jax), numpy=_numpy(_multi_margin_np), no_peer={"sklearn": _NO_SKLEARN}),
+    Case("triplet_margin_loss", _triplets, sizes=((4096, 128),), jax=_jax(_triplet_jax),
+         no_peer={"sklearn": _NO_SKLEARN}),
     # Beyond the default run: `lossengine bench NAME` or `lossengine bench all`.
     Case("smooth_l1_loss", _pair(_normal, _normal), quick=False, jax=_jax(_smooth_l1_jax),
          numpy=_numpy(_smooth_l1_np), no_peer={"sklearn": _NO_SKLEARN}),

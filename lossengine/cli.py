@@ -59,8 +59,12 @@ def build_info() -> dict:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .integrations import available
+
     for key, value in build_info().items():
         print(f"{key + ':':18}{value}")
+    for name, version in available().items():
+        print(f"{name + ':':18}{version or 'not installed'} (lossengine.integrations.{name})")
     return 0
 
 

@@ -56,6 +56,7 @@ class NumpyElementwiseLoss(FusedLoss):
     validator will hold that path to float64 accuracy). It runs on the families' compute skeleton
     (lossengine.base.FusedLoss): only the kernel is the author's NumPy code.
     """
+    decomposes: ClassVar[str] = "elements"     # see ElementwiseLoss
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     broadcast_arguments: ClassVar[tuple[str, ...]] = ()
@@ -167,7 +168,6 @@ class CompiledElementwiseLoss(ElementwiseLoss):
         cls = type(self)
         return _elementwise.Plugin(cls.element_function, cls.chunk_function, params, operands)
 
-    def _run(self, plan, grads, loss_out, upstream, scale):
+    def _kernel_for_call(self):
         # element_params() may read attributes the author changes at will: a fresh kernel per call.
-        self.__dict__.pop("_kernel_object", None)
-        return super()._run(plan, grads, loss_out, upstream, scale)
+        return self._make_kernel()

@@ -59,3 +59,58 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     if weight is not None:
         return _weighted(HuberLoss, input, target, reduction, weight, False, delta=delta)
     return HuberLoss(reduction=reduction, delta=delta)(input, target)
+
+
+# -- activations: to read predictions made for the losses above ------------------------------------
+# NumPy, numerically stable, dtype-preserving (float32 stays float32; integers become float64).
+def _activation_input(x) -> np.ndarray:
+    arr = _arrays.float_array("input", x)
+    return arr.astype(_arrays.compute_dtype(arr), copy=False)
+
+
+def _check_dim(dim: int, ndim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an integer, got {type(dim).__name__}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"dim {dim} is out of range for an input with {ndim} dimension(s)")
+    return int(dim)
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-input)), without overflow for any input (torch.sigmoid)."""
+    x = _activation_input(input)
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
+
+
+def log_sigmoid(input):
+    """log(sigmoid(input)) = min(input, 0) - log1p(exp(-|input|)), exact for any input
+    (torch.nn.functional.logsigmoid)."""
+    x = _activation_input(input)
+    return (np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
+
+
+def log_softmax(input, dim: int = -1):
+    """input - logsumexp(input) along ``dim``, max-shifted (torch.nn.functional.log_softmax; torch
+    requires ``dim``, here it defaults to the last axis as optax's)."""
+    x = _activation_input(input)
+    if x.ndim == 0:
+        return np.zeros_like(x)
+    dim = _check_dim(dim, x.ndim)
+    m = np.max(x, axis=dim, keepdims=True)
+    shifted = x - np.where(np.isfinite(m), m, 0)
+    return (shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))).astype(x.dtype, copy=False)
+
+
+def softmax(input, dim: int = -1):
+    """exp(input) / sum(exp(input)) along ``dim``, max-shifted (torch.nn.functional.softmax)."""
+    x = _activation_input(input)
+    if x.ndim == 0:
+        return np.ones_like(x)
+    dim = _check_dim(dim, x.ndim)
+    m = np.max(x, axis=dim, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(m), m, 0))
+    return (e / np.sum(e, axis=dim, keepdims=True)).astype(x.dtype, copy=False)
+
+
+__all__ += ["sigmoid", "log_sigmoid", "softmax", "log_softmax"]

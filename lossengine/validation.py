@@ -155,6 +155,27 @@ def _contract_problems(loss_class: type) -> list[str]:
     return problems
 
 
+def _option_sets(loss_class: type) -> list[dict]:
+    """The option configurations checked: the defaults, each declared option's examples (one
+    non-default value at a time, lossengine.declaration), then the class's ``check_options``."""
+    from .declaration import declared_options
+
+    sets = [{}]
+    for option in declared_options(loss_class):
+        if option.name != "reduction":
+            sets += [{option.name: example} for example in option.examples]
+    sets += [dict(o) for o in getattr(loss_class, "check_options", ())]
+    unique = []
+    for s in sets:
+        if not any(s.keys() == u.keys() and all(_same(s[k], u[k]) for k in s) for u in unique):
+            unique.append(s)
+    return unique
+
+
+def _same(a, b) -> bool:
+    return a is b or (type(a) is type(b) and not isinstance(a, np.ndarray) and a == b)
+
+
 def check(loss_class: type, *, seed: int = 0) -> CheckReport:
     """Run every check on every configuration of ``loss_class``; never raises for a bad loss.
 
@@ -163,6 +184,10 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
     from .base import Loss
     from .registry import structural_problems
 
+    from .losses.embedding import Distance, distance_loss
+
+    if isinstance(loss_class, Distance) or (isinstance(loss_class, type) and issubclass(loss_class, Distance)):
+        loss_class = distance_loss(loss_class)      # a Distance is checked as the loss of (x1, x2) it defines
     report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
     if isinstance(loss_class, Loss):
         cls = type(loss_class).__name__
@@ -174,7 +199,7 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
     if problems:
         report.failures += [Failure("structure", p) for p in problems]
         return report
-    option_sets = [{}] + [dict(o) for o in getattr(loss_class, "check_options", ())]
+    option_sets = _option_sets(loss_class)
     shared: dict = {}
     for options, reduction in itertools.product(option_sets, loss_class.reductions):
         case = _Case(loss_class, options, reduction, seed, shared)

@@ -250,7 +250,9 @@ def test_loss_table_matches_lossengine(loss):
 
 def test_every_elementwise_loss_is_covered():
     covered = {gold.LOSSES[name]["cls"] for name in gold.LOSSES}
-    family = {cls.__name__ for cls in le.losses.elementwise.LOSSES}
+    # MarginRankingLoss is elementwise in its kernel but ranks embeddings: its torch parity lives with
+    # the embedding family's (tests/test_embedding.py, tests/golden/embedding.npz).
+    family = {cls.__name__ for cls in le.losses.elementwise.LOSSES} - {"MarginRankingLoss"}
     assert family == covered, f"not covered: {sorted(family - covered)}; unknown: {sorted(covered - family)}"
 
 

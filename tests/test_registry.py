@@ -439,9 +439,10 @@ def test_cli_list_shows_collisions_and_rejections(install, capsys):
 
 def test_cli_list_in_a_subprocess_prints_the_report_once(install):
     where = install("broken", BROKEN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(TESTS), str(TESTS.parent)])}
+    package_parent = Path(le.__file__).resolve().parents[1]      # the lossengine under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(TESTS), str(package_parent)])}
     done = subprocess.run([sys.executable, "-m", "lossengine.cli", "list"], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, cwd=where, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "le_test_broken" not in done.stderr              # no stray source line
     assert done.stderr.count("PluginLoadWarning") == 1 and done.stderr.count("\n") == 1

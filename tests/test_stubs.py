@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import lossengine
-from lossengine import _classification, _elementwise
+from lossengine import _classification, _elementwise, _embedding
 
 PACKAGE = Path(lossengine.__file__).parent
 
@@ -20,7 +20,7 @@ def _stub(module):
 
 
 @pytest.mark.parametrize("module, base", [(_elementwise, "ElementwiseKernel"),
-                                          (_classification, "RowKernel")])
+                                          (_classification, "RowKernel"), (_embedding, "RowKernel")])
 def test_stub_lists_every_kernel_with_its_options(module, base):
     tree = _stub(module)
     stub_classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
@@ -35,7 +35,7 @@ def test_stub_lists_every_kernel_with_its_options(module, base):
         assert tuple(a.arg for a in init.args.args[1:]) == getattr(module, name).fields, name
 
 
-@pytest.mark.parametrize("module", [_elementwise, _classification])
+@pytest.mark.parametrize("module", [_elementwise, _classification, _embedding])
 def test_stub_names_exist_in_the_module(module):
     tree = _stub(module)
     names = [node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))]

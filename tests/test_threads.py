@@ -26,7 +26,7 @@ def test_thread_count_api():
         assert le.get_num_threads() == 1
     finally:
         le.set_num_threads(before)
-    with pytest.raises(ValueError, match="number of threads must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="number of threads must be between 1 and 1024, got 0"):
         le.set_num_threads(0)
     with pytest.raises(TypeError, match="number of threads must be an integer"):
         le.threads(1.5).__enter__()

@@ -5,9 +5,11 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+import lossengine as le
 from lossengine import validation
 
 PLUGIN = textwrap.dedent('''
@@ -85,8 +87,9 @@ def test_a_separate_process_reads_the_stored_verdict(plugin, tmp_path):
             "v.check = lambda *a, **k: sys.exit('check ran')\n"
             "print(v.cached_check(m.CachedSquared).ok)")
     env = {**__import__("os").environ, validation.CACHE_ENV: str(tmp_path / "cache"),
-           "PYTHONPATH": f"{tmp_path / 'src'}:{sys.path[0]}:" + __import__("os").environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+           "PYTHONPATH": f"{tmp_path / 'src'}:{sys.path[0]}:{Path(le.__file__).resolve().parents[1]}:" + __import__("os").environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
 

@@ -11,7 +11,9 @@ import pytest
 import lossengine as le
 from lossengine.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+# Where the lossengine under test lives (this checkout built in place, or site-packages when
+# installed): a child Python must import that one, never an unbuilt source folder.
+ROOT = Path(__import__("lossengine").__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None):

@@ -90,6 +90,9 @@ def class_weight() -> Any:
 
 class ClassificationLoss(FusedLoss):
     """A loss over class scores along one axis, with a per-position target."""
+    # How the loss splits over chunks (lossengine.integrations.dask): along the leading (batch) axis,
+    # each position's loss depending on its own row of classes and its target.
+    decomposes: ClassVar[str] = "rows"
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     options = (reduction(),)
@@ -247,7 +250,10 @@ class CrossEntropyLoss(_IndexTargetLoss):
     a float target of the input's shape holds class probabilities instead (torch's rule)."""
     name = "cross_entropy"
     differentiable = ("input", "target")
-    options = _IndexTargetLoss.options + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),)
+    # ignore_index has no example here: the validator's samples include probability targets, for
+    # which torch (and lossengine) refuse an ignore_index; NLLLoss exercises it.
+    options = (class_weight(), integer("ignore_index", -100), reduction(),
+               real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)))
     # Class probabilities: the target is differentiable too, so the validator checks both.
     domains = {"target": Simplex(1)}
 

@@ -35,6 +35,9 @@ class _Plan(NamedTuple):
 
 class ElementwiseLoss(FusedLoss):
     """A loss whose value at each element depends only on the arguments' values at that element."""
+    # How the loss splits over chunks of its arguments (lossengine.integrations.dask): any chunking,
+    # each element's loss depends on that element only.
+    decomposes: ClassVar[str] = "elements"
 
     differentiable: ClassVar[tuple[str, ...]] = ("input", "target")
     options = (reduction(),)
@@ -60,6 +63,57 @@ class ElementwiseLoss(FusedLoss):
         kernel = type(self).kernel
         return kernel(*[getattr(self, field) for field in kernel.fields])
 
+    def _kernel_for_call(self):
+        kernel = self.__dict__.get("_kernel_object")
+        if kernel is None:
+            kernel = self.__dict__["_kernel_object"] = self._make_kernel()
+        return kernel
+
+    # -- the fast path: the common call, one compiled check-and-run ----------------------------------
+    # C-contiguous native float32/float64 arrays of one dtype and shape, a float grad_output, wrt and
+    # value_out left out, reduction 'mean' or 'sum', option arrays at None: ElementwiseKernel.fast
+    # checks that in compiled code and runs the kernel; anything else (or a domain error, to be
+    # reported) takes the general path, FusedLoss._compute, unchanged.
+    def _fast(self, arrays: tuple, want_grad: bool, grad_output: Any, out: Any):
+        reduction = self.reduction
+        if (reduction != "mean" and reduction != "sum") or type(grad_output) is not float \
+                or len(arrays) != len(self.arguments):
+            return None
+        extra = 0
+        for name in self.operand_options:
+            if getattr(self, name) is not None:
+                return None
+            extra += 1
+        result = self._kernel_for_call().fast(arrays, extra, want_grad, reduction == "mean", grad_output, out,
+                                              get_num_threads(), PARALLEL_MIN_ELEMENTS)
+        if result is None or result[2]:
+            return None
+        return arrays[0].dtype.type(result[0]), result[1]
+
+    def __call__(self, *arrays: Any):
+        fast = self._fast(arrays, False, 1.0, None)
+        return fast[0] if fast is not None else super().__call__(*arrays)
+
+    def forward(self, *arrays: Any, out: Any = None):
+        fast = self._fast(arrays, False, 1.0, None) if out is None else None
+        return fast[0] if fast is not None else super().forward(*arrays, out=out)
+
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
+        fast = self._fast(arrays, True, grad_output, out) if wrt is None else None
+        return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
+
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
+                         value_out: Any = None):
+        fast = self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None else None
+        if fast is not None:
+            return fast
+        return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
+
+    __call__.__doc__ = FusedLoss.__call__.__doc__
+    forward.__doc__ = FusedLoss.forward.__doc__
+    backward.__doc__ = FusedLoss.backward.__doc__
+    forward_backward.__doc__ = FusedLoss.forward_backward.__doc__
+
     # -- the family's hooks --------------------------------------------------------------------
     def _effective_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The arguments as they broadcast (GaussianNLL reshapes var here)."""
@@ -78,9 +132,7 @@ class ElementwiseLoss(FusedLoss):
         return _Plan(dtype, shape, given, effective, operands)
 
     def _run(self, plan: _Plan, grads: dict, loss_out, upstream, scale: float) -> float:
-        kernel = self.__dict__.get("_kernel_object")
-        if kernel is None:
-            kernel = self.__dict__["_kernel_object"] = self._make_kernel()
+        kernel = self._kernel_for_call()
         n = math.prod(plan.loss_shape)
         denominator = self._denominator(plan.loss_shape)
         slots = [grads.get(name) for name in self.arguments]
@@ -139,7 +191,8 @@ class BCELoss(ElementwiseLoss):
     options = (array("weight"), reduction())
     operand_options = ("weight",)
     domains = {"input": Interval(0.0, 1.0), "target": Interval(0.0, 1.0)}
-    domain_errors = {0: "all elements of input should be between 0 and 1",
+    domain_errors = {0: "all elements of input should be between 0 and 1 (did you pass logits? "
+                        "BCEWithLogitsLoss takes them)",
                      1: "all elements of target should be between 0 and 1"}
 
 
@@ -212,6 +265,11 @@ class GaussianNLLLoss(ElementwiseLoss):
         # torch's var shapes: the input's; the input's minus its last dimension (unsqueezed); or the
         # input's with exactly one mismatched dimension of size 1. A Python float var broadcasts.
         input, target, var = arrays
+        if input.size == 0 or var.shape != input.shape:
+            # torch checks var's sign before its shape, and over all of var: the kernel sees no
+            # element of var when the input is empty, so check here (off the hot path).
+            if np.any(var < 0):
+                raise ValueError(self.domain_errors[2])
         if var.shape != input.shape and var.ndim > 0:
             if var.shape == input.shape[:-1]:
                 var = var[..., np.newaxis]
@@ -234,6 +292,25 @@ class HingeEmbeddingLoss(ElementwiseLoss):
     domains = {"target": Signs()}
 
 
+class MarginRankingLoss(ElementwiseLoss):
+    """max(0, -y (x1 - x2) + margin): x1 should rank above x2 where y == 1, below where y == -1.
+    input2 and target broadcast to input1's shape (torch also requires one number of dimensions)."""
+    name = "margin_ranking_loss"
+    kernel = _elementwise.MarginRanking
+    arguments = ("input1", "input2", "target")
+    differentiable = ("input1", "input2")
+    options = (real("margin", 0.0, examples=(0.5,)), reduction())
+    broadcast_arguments = ("input2", "target")
+    domains = {"target": Signs()}
+
+    def _effective_arrays(self, arrays):
+        if len({a.ndim for a in arrays}) != 1:
+            raise ValueError("margin_ranking_loss: input1, input2 and target must have the same number of "
+                             "dimensions (as torch requires); got shapes "
+                             + ", ".join(f"{n} {a.shape}" for n, a in zip(self.arguments, arrays)))
+        return arrays
+
+
 LOSSES = (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, BCELoss, BCEWithLogitsLoss, SoftMarginLoss,
-          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss)
+          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss)
 __all__ = ["ElementwiseLoss", "LOSSES"] + [cls.__name__ for cls in LOSSES]

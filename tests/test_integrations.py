@@ -1,0 +1,197 @@
+"""lossengine.integrations: JAX (custom_vjp over pure_callback) and Dask (chunked forward/backward on
+real schedulers, including a dask.distributed LocalCluster). Skipped when the library is absent."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lossengine as le
+
+
+def test_importing_lossengine_imports_neither_jax_nor_dask():
+    code = "import sys, lossengine, lossengine.integrations; print('jax' in sys.modules, 'dask' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                         env={"PYTHONPATH": str(__import__("pathlib").Path(le.__file__).parents[1])})
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_info_lists_the_integrations():
+    from lossengine import integrations
+    versions = integrations.available()
+    assert set(versions) == {"jax", "dask"}
+    out = subprocess.run([sys.executable, "-m", "lossengine", "info"], capture_output=True, text=True, cwd="/",
+                         env={"PYTHONPATH": str(__import__("pathlib").Path(le.__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    for name, version in versions.items():
+        assert f"{name}:" in out.stdout and (version or "not installed") in out.stdout
+
+
+def test_gpu_arrays_are_refused_with_a_cpu_message():
+    class FakeCuda:
+        __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (0, False), "version": 3}
+    with pytest.raises(TypeError, match="input is a GPU array.*runs on the CPU"):
+        le.MSELoss()(FakeCuda(), np.zeros(3))
+
+
+def test_array_likes_with_dunder_array_are_accepted():
+    class ArrayLike:
+        def __array__(self, dtype=None, copy=None):
+            return np.arange(3.0)
+    assert le.MSELoss()(ArrayLike(), np.zeros(3)) == pytest.approx(5.0 / 3)
+
+
+# -- JAX ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jax_modules():
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    from lossengine.integrations.jax import wrap
+    return jax, jax.numpy, optax, wrap
+
+
+def test_jax_value_and_gradient_agree_with_optax(jax_modules):
+    jax, jnp, optax, wrap = jax_modules
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((16, 5)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 2, (16, 5)), jnp.float32)
+    t = jnp.asarray(rng.integers(0, 5, 16))
+    cases = [
+        (wrap(le.BCEWithLogitsLoss()), lambda a: optax.sigmoid_binary_cross_entropy(a, y).mean(), (y,)),
+        (wrap(le.CrossEntropyLoss()), lambda a: optax.softmax_cross_entropy_with_integer_labels(a, t).mean(), (t,)),
+        (wrap(le.HuberLoss(reduction="sum")), lambda a: optax.huber_loss(a, y).sum(), (y,)),
+    ]
+    for f, reference, rest in cases:
+        value, grad = jax.value_and_grad(f)(x, *rest)
+        ref_value, ref_grad = jax.value_and_grad(reference)(x)
+        assert value.dtype == jnp.float32 and grad.dtype == jnp.float32 and grad.shape == x.shape
+        np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+        jitted = jax.jit(jax.value_and_grad(f))(x, *rest)
+        np.testing.assert_allclose(jitted[1], grad, rtol=1e-6)
+
+
+def test_jax_reduction_none_and_probability_targets(jax_modules):
+    jax, jnp, optax, wrap = jax_modules
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((6, 4)))
+    y = jnp.asarray(rng.standard_normal((6, 4)))
+    weights = jnp.arange(4.0, dtype=x.dtype)
+    f = wrap(le.MSELoss(reduction="none"))
+    grad = jax.grad(lambda a: (f(a, y) * weights).sum())(x)
+    np.testing.assert_allclose(grad, 2 * (x - y) * weights, rtol=1e-6)
+    p = jax.nn.softmax(y)
+    ce = wrap(le.CrossEntropyLoss())
+    gx, gp = jax.grad(ce, argnums=(0, 1))(x, p)
+    ref = jax.grad(lambda a, b: optax.softmax_cross_entropy(a, b).mean(), argnums=(0, 1))(x, p)
+    np.testing.assert_allclose(gx, ref[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gp, ref[1], rtol=1e-5, atol=1e-7)
+
+
+def test_jax_vmap_reduces_within_each_batch_element(jax_modules):
+    jax, jnp, optax, wrap = jax_modules
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((8, 5)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 2, (8, 5)), jnp.float32)
+    f = wrap(le.BCEWithLogitsLoss())
+    np.testing.assert_allclose(jax.vmap(f)(x, y), optax.sigmoid_binary_cross_entropy(x, y).mean(axis=1), rtol=1e-6)
+    per_row = jax.vmap(jax.grad(f))(x, y)
+    ref = jax.vmap(jax.grad(lambda a, b: optax.sigmoid_binary_cross_entropy(a, b).mean()))(x, y)
+    np.testing.assert_allclose(per_row, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_jax_wrap_refuses_a_class_and_counts_arguments(jax_modules):
+    jax, jnp, optax, wrap = jax_modules
+    with pytest.raises(TypeError, match="wrap\\(MSELoss\\(\\)\\)"):
+        wrap(le.MSELoss)
+    with pytest.raises(TypeError, match="takes 2 arrays"):
+        wrap(le.MSELoss())(jnp.zeros(3))
+
+
+# -- Dask ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dask_modules():
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    from lossengine.integrations import dask as led
+    return dask, da, led
+
+
+def _data(rng):
+    x, y = rng.standard_normal((2, 1000, 7))
+    scores = rng.standard_normal((1000, 5))
+    target = rng.integers(0, 5, 1000)
+    target[::9] = -100
+    return x, y, scores, target
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_dask_elementwise_matches_numpy_for_any_chunking(dask_modules, reduction):
+    dask, da, led = dask_modules
+    x, y, _, _ = _data(np.random.default_rng(3))
+    loss = le.SmoothL1Loss(reduction=reduction, beta=0.5)
+    go = np.full(x.shape, 0.5) if reduction == "none" else 0.5
+    expected_value, expected = loss.forward_backward(x, y, grad_output=go, wrt=("input", "target"))
+    for chunks in [(300, 4), (1000, 7), (64, 1)]:
+        X = da.from_array(x, chunks=chunks)
+        Y = da.from_array(y, chunks=(250, 7))                      # rechunked to X's chunks
+        value, (gx, gy) = led.forward_backward(loss, X, Y, grad_output=go, wrt=("input", "target"))
+        assert gx.chunks == X.chunks and gy.chunks == X.chunks
+        v, a, b = dask.compute(value, gx, gy, scheduler="threads")
+        np.testing.assert_allclose(v, expected_value, rtol=1e-13)
+        np.testing.assert_array_equal(a, expected[0])             # the gradient depends on nothing else
+        np.testing.assert_array_equal(b, expected[1])
+
+
+@pytest.mark.parametrize("loss", [le.CrossEntropyLoss(), le.CrossEntropyLoss(weight=np.arange(1.0, 6.0),
+                                                                            label_smoothing=0.1),
+                                  le.NLLLoss(reduction="sum"), le.CrossEntropyLoss(reduction="none")],
+                         ids=repr)
+def test_dask_classification_over_row_chunks(dask_modules, loss):
+    dask, da, led = dask_modules
+    _, _, scores, target = _data(np.random.default_rng(4))
+    X = da.from_array(scores, chunks=(128, 2))                    # the class axis is made one chunk
+    T = da.from_array(target, chunks=300)
+    value, grad = led.forward_backward(loss, X, T)
+    expected_value, expected = loss.forward_backward(scores, target)
+    v, g = dask.compute(value, grad, scheduler="sync")
+    np.testing.assert_allclose(v, expected_value, rtol=1e-13)
+    np.testing.assert_array_equal(g, expected)
+
+
+def test_dask_value_is_identical_across_schedulers_and_worker_counts(dask_modules):
+    dask, da, led = dask_modules
+    _, _, scores, target = _data(np.random.default_rng(5))
+    loss = le.CrossEntropyLoss(label_smoothing=0.2)
+    value, grad = led.forward_backward(loss, da.from_array(scores, chunks=(100, 5)), da.from_array(target, chunks=100))
+    results = {(s, w): dask.compute(value, grad, scheduler=s, num_workers=w)
+               for s in ("sync", "threads", "processes") for w in (1, 2)}
+    first = next(iter(results.values()))
+    for key, (v, g) in results.items():
+        assert v == first[0], key                                 # bit-identical
+        np.testing.assert_array_equal(g, first[1])
+
+
+def test_dask_on_a_local_cluster_larger_than_one_chunk(dask_modules):
+    dask, da, led = dask_modules
+    distributed = pytest.importorskip("dask.distributed")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(200_000)
+    y = (rng.random(200_000) < 0.5).astype(np.float64)
+    X, Y = da.from_array(x, chunks=50_000), da.from_array(y, chunks=50_000)
+    loss = le.BCEWithLogitsLoss()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        value, grad = led.forward_backward(loss, X, Y)
+        v, g = dask.compute(value, grad)
+    expected_value, expected = loss.forward_backward(x, y)
+    np.testing.assert_allclose(v, expected_value, rtol=1e-13)
+    np.testing.assert_array_equal(g, expected)
+
+
+def test_dask_refuses_what_does_not_split(dask_modules):
+    dask, da, led = dask_modules
+    with pytest.raises(TypeError, match="CTCLoss does not split over chunks"):
+        led.forward(le.CTCLoss(), da.zeros((5, 2, 3)), np.zeros((2, 2)), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="target must have the shape of input"):
+        led.forward(le.MSELoss(), da.zeros((4, 3)), da.zeros((4, 1)))
