@@ -26,7 +26,7 @@ _require_compiled_kernels()
 from . import functional, registry  # noqa: E402
 from ._threads import get_num_threads, set_num_threads, threads
 from .base import Loss
-from .extending import CompiledElementwiseLoss, NumpyElementwiseLoss, get_include, plugin_build_options
+from .extending import CompiledElementwiseLoss, CompiledRowLoss, NumpyElementwiseLoss, get_include, plugin_build_options
 from .hookspecs import hookimpl, hookspec
 from .losses import *  # noqa: F401,F403  - every built-in loss class (lossengine.losses.__all__)
 from .losses import __all__ as _builtin_loss_names
@@ -37,5 +37,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Loss", "check", "CheckReport", "LossValidationError", "functional", "registry",
     "hookimpl", "hookspec", "set_num_threads", "get_num_threads", "threads",
-    "NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include", "plugin_build_options",
+    "NumpyElementwiseLoss", "CompiledElementwiseLoss", "CompiledRowLoss", "get_include", "plugin_build_options",
 ] + list(_builtin_loss_names)

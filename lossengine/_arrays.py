@@ -66,6 +66,8 @@ def one(dtype: np.dtype) -> np.ndarray:
 
 def index_array(name: str, value: Any) -> np.ndarray:
     """Class indices: any integer dtype, as a native int64 C-contiguous array."""
+    if type(value) is not np.ndarray:
+        require_host_memory(name, value)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:

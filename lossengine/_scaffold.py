@@ -1,13 +1,14 @@
-"""``lossengine new-plugin NAME [--compiled]``: the skeleton of a plugin distribution that installs
+"""``lossengine new-plugin NAME [--compiled|--rowwise]``: the skeleton of a plugin distribution that installs
 and passes the validator as generated, for the author to replace the example math in.
 
 The example loss is pseudo-Huber, delta^2 (sqrt(1 + (d/delta)^2) - 1) with d = input - target:
 smooth, with both partials in closed form, so the generated test exercises every check. The NumPy
 route writes it with ``lossengine.NumpyElementwiseLoss``; ``--compiled`` writes the per-element
 function in Cython against ``lossengine/elementwise_api.pxd`` and the class with
-``lossengine.CompiledElementwiseLoss`` (built like plugins/lossengine-logcosh). A row-wise compiled
-route (one nogil function per classification row) needs a compiled row API that lossengine does not
-offer yet, so there is no ``--rowwise``.
+``lossengine.CompiledElementwiseLoss`` (built like plugins/lossengine-logcosh). ``--rowwise`` writes a
+classification loss instead: one nogil function per row of class scores against
+``lossengine/rowwise_api.pxd`` (the example is cross-entropy at a temperature, a ``temperature``
+option), the class with ``lossengine.CompiledRowLoss`` (built like plugins/lossengine-amsoftmax).
 """
 from __future__ import annotations
 
@@ -127,6 +128,63 @@ ELEMENT = element_fn_capsule(element)
 CHUNK = chunk_fn_capsule(chunk)
 '''
 
+_ROWWISE_MODULE = '''\
+"""{loss_name}: cross-entropy of the scores divided by a temperature, as an example, compiled
+(_kernel.pyx, against lossengine/rowwise_api.pxd); lossengine's classification driver supplies
+weight, ignore_index, the reductions, grad_output and (N, C, d1..dK) inputs."""
+import lossengine as le
+from lossengine.declaration import real
+
+from ._kernel import ROW
+
+__all__ = ["{cls}"]
+
+
+class {cls}(le.CompiledRowLoss):
+    name = "{loss_name}"
+    # Your options first (lossengine.declaration), then weight, ignore_index and reduction.
+    options = (real("temperature", 1.0, gt=0.0, examples=(0.5,)),) + le.CompiledRowLoss.options
+    row_function = ROW
+
+    def row_params(self):
+        return (self.temperature,)             # -> params[0] in the row function
+
+
+@le.hookimpl
+def lossengine_register_losses(register):
+    register({cls})
+'''
+
+_ROW_KERNEL = '''\
+# cython: language_level=3, cdivision=True
+"""The row function, handed to lossengine's classification driver as a capsule."""
+from libc.math cimport exp, log
+from libc.stdint cimport int64_t
+
+from lossengine.rowwise_api cimport row_fn_capsule
+
+
+cdef double row(Py_ssize_t C, const double* x, int64_t target, const double* params,
+                double* grad) noexcept nogil:
+    # x: the row's C scores; target: its class (0 <= target < C); returns the row's loss and
+    # writes grad[c] = d loss / d x[c]. Here: -log softmax(x / T)[target], max-shifted.
+    cdef double inv_t = 1.0 / params[0], m = x[0], total = 0.0
+    cdef Py_ssize_t c
+    for c in range(C):
+        m = x[c] if x[c] > m else m
+    for c in range(C):
+        grad[c] = exp((x[c] - m) * inv_t)
+    for c in range(C):
+        total += grad[c]
+    for c in range(C):
+        grad[c] = grad[c] * inv_t / total
+    grad[target] -= inv_t
+    return log(total) - (x[target] - m) * inv_t
+
+
+ROW = row_fn_capsule(row)
+'''
+
 _SETUP = '''\
 """Builds {module}._kernel against lossengine's public Cython API with lossengine's flags (the same
 script as lossengine's example plugins/lossengine-logcosh/setup.py: it explains the build-isolation
@@ -187,9 +245,11 @@ def class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_")) + "Loss"
 
 
-def new_plugin(name: str, directory: str | Path = ".", compiled: bool = False) -> Path:
+def new_plugin(name: str, directory: str | Path = ".", compiled: bool = False, rowwise: bool = False) -> Path:
     """Write the plugin distribution ``lossengine-NAME`` into ``directory``; returns its folder.
     ``name`` is a lowercase identifier ('pseudo_huber'); the loss registers as ``NAME_loss``."""
+    if compiled and rowwise:
+        raise ValueError("choose one of --compiled (elementwise) and --rowwise (classification rows)")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
         raise ValueError(f"plugin name must be a lowercase identifier (letters, digits, _), got {name!r}")
     dist = f"lossengine-{name.replace('_', '-')}"
@@ -198,14 +258,14 @@ def new_plugin(name: str, directory: str | Path = ".", compiled: bool = False) -
     if root.exists():
         raise FileExistsError(f"{root} already exists")
     fields = dict(name=name, dist=dist, module=module, cls=class_name(name), loss_name=f"{name}_loss",
-                  requires='"setuptools>=64", "cython>=3.1"' if compiled else '"setuptools>=64"')
+                  requires='"setuptools>=64", "cython>=3.1"' if compiled or rowwise else '"setuptools>=64"')
     files = {
         "pyproject.toml": _PYPROJECT,
-        f"{module}/__init__.py": _COMPILED_MODULE if compiled else _NUMPY_MODULE,
+        f"{module}/__init__.py": _ROWWISE_MODULE if rowwise else _COMPILED_MODULE if compiled else _NUMPY_MODULE,
         f"tests/test_{name}.py": _TEST,
     }
-    if compiled:
-        files[f"{module}/_kernel.pyx"] = _KERNEL
+    if compiled or rowwise:
+        files[f"{module}/_kernel.pyx"] = _ROW_KERNEL if rowwise else _KERNEL
         files["setup.py"] = _SETUP
     for relative, template in files.items():
         path = root / relative

@@ -40,7 +40,9 @@ class Loss:
     normalizes_wrt: ClassVar[bool] = False
     # How the loss splits over chunks of its arguments, for chunked execution
     # (lossengine.integrations.dask): "elements" (any chunking: each element's loss depends on that
-    # element only), "rows" (along the leading axis only), or None (it does not split).
+    # element only), "rows" (along the leading axis only; the first argument's axis 1, classes, is
+    # reduced), "feature-rows" (along the leading axis; the last axis, features, is reduced), or None
+    # (it does not split).
     decomposes: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -171,6 +171,23 @@ def _torch(case: "Case", arrays: tuple, options: dict, threads: int) -> Runner:
     return Runner(call, lambda r: (r[0].detach().numpy(), r[1].numpy()))
 
 
+def _torch_ctc(case: "Case", arrays: tuple, options: dict, threads: int) -> Runner:
+    """torch's ctc_loss; its gradient wrt log_probs is the one lossengine gives with from_logits=True
+    (the option itself is lossengine's, not torch's)."""
+    return _torch(case, arrays, {k: v for k, v in options.items() if k != "from_logits"}, threads)
+
+
+def _ctc_inputs(rng, shape, dtype):
+    """(T, N, C): log-probabilities, padded targets of up to S = T // 4 labels, lengths in [T/2, T]
+    and [S/2, S] (as benchmarks/bench_ctc.py)."""
+    from .losses.ctc import CTCLoss
+
+    T, N, C = max(1, shape[0]), shape[1], max(3, shape[2])
+    S = (T - 1) // 4     # every target fits with its repeats (2 S + 1 <= T), at any T asked for
+    target_lengths = rng.integers(S // 2, S + 1, size=N)
+    return CTCLoss._draw(rng, dtype, T=T, N=N, C=C, S=S, target_lengths=target_lengths)
+
+
 def _jax(formula: Callable) -> Callable:
     """``formula(jnp, jax, options, *arrays)`` -> the mean loss; timed as jit(value_and_grad)."""
     def build(case: "Case", arrays: tuple, options: dict, threads: int) -> Runner:
@@ -463,6 +480,10 @@ CASES: list[Case] = [
          jax=_jax(_multi_margin_jax), numpy=_numpy(_multi_margin_np), no_peer={"sklearn": _NO_SKLEARN}),
     Case("triplet_margin_loss", _triplets, sizes=((4096, 128),), jax=_jax(_triplet_jax),
          no_peer={"sklearn": _NO_SKLEARN}),
+    # from_logits=True: the gradient torch returns (wrt the logits behind log_softmax'ed log_probs).
+    Case("ctc_loss", _ctc_inputs, sizes=((100, 16, 30), (400, 32, 60)), options={"from_logits": True},
+         torch=_torch_ctc, no_peer={"sklearn": _NO_SKLEARN, "numpy": "no NumPy reference for CTC",
+                  "jax": "no JAX formula here (optax.ctc_loss: benchmarks/bench_ctc.py)"}),
     # Beyond the default run: `lossengine bench NAME` or `lossengine bench all`.
     Case("smooth_l1_loss", _pair(_normal, _normal), quick=False, jax=_jax(_smooth_l1_jax),
          numpy=_numpy(_smooth_l1_np), no_peer={"sklearn": _NO_SKLEARN}),
@@ -677,7 +698,12 @@ def prepare(case: Case, shape: tuple, dtype: Any = np.float32, peers: Sequence[s
     dtype = np.dtype(dtype)
     loss = _loss_class(case.loss)(**case.options)
     arrays = case.make_inputs(shape, dtype)
-    engines: dict[str, Callable[[], object]] = {"lossengine": lambda: loss.forward_backward(*arrays)}
+    # Where a peer writes into preallocated outputs (scikit-learn's gradient_out), lossengine does too.
+    if case.sklearn is not None:
+        out = np.empty_like(arrays[0])
+        engines: dict[str, Callable[[], object]] = {"lossengine": lambda: loss.forward_backward(*arrays, out=out)}
+    else:
+        engines = {"lossengine": lambda: loss.forward_backward(*arrays)}
     prepared = Prepared(case, arrays, engines, {}, {})
     try:
         reference, prepared.first["lossengine"] = _timed(engines["lossengine"])

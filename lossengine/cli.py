@@ -52,10 +52,23 @@ def build_info() -> dict:
         "omp_max_threads": _elementwise.max_threads(),
         "compiler": sysconfig.get_config_var("CC"),
         "compile flags": " ".join(_elementwise.compile_flags()),
+        "kernel variant": _kernel_variant(_elementwise.compile_flags()),
+        "fast path": "elementwise ElementwiseKernel.fast (C-contiguous native float32/float64 arrays of one "
+                     "dtype and shape; everything else: the general path)",
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def _kernel_variant(flags: list[str]) -> str:
+    """The one kernel build this module holds (no runtime ISA dispatch yet): its -march target."""
+    march = [f.split("=", 1)[1] for f in flags if f.startswith("-march=")]
+    if not march:
+        return "baseline (compiler default ISA)"
+    if march[-1] == "native":
+        return "native (-march=native: the build machine's ISA, chosen at build time, not at run time)"
+    return f"{march[-1]} (chosen at build time)"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -127,7 +140,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     from ._scaffold import class_name, new_plugin
 
     try:
-        root = new_plugin(args.name, args.dir, compiled=args.compiled)
+        root = new_plugin(args.name, args.dir, compiled=args.compiled, rowwise=args.rowwise)
     except (ValueError, FileExistsError) as exc:
         print(f"lossengine new-plugin: {exc}", file=sys.stderr)
         return 2
@@ -154,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     p_check.set_defaults(run=_cmd_check)
     p_new = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution (lossengine-NAME)")
     p_new.add_argument("name", help="lowercase identifier; the loss registers as NAME_loss")
-    p_new.add_argument("--compiled", action="store_true", help="a Cython per-element kernel instead of NumPy")
+    kind = p_new.add_mutually_exclusive_group()
+    kind.add_argument("--compiled", action="store_true", help="a Cython per-element kernel instead of NumPy")
+    kind.add_argument("--rowwise", action="store_true",
+                      help="a Cython per-row classification kernel (scores and a class index per row)")
     p_new.add_argument("--dir", default=".", help="where to create the distribution's folder")
     p_new.set_defaults(run=_cmd_new_plugin)
     from .bench import add_subcommand

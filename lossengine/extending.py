@@ -11,6 +11,12 @@ Two routes, one contract (``lossengine.Loss``: every reduction, ``grad_output``,
     Cython. Write one ``nogil`` element function against ``lossengine/elementwise_api.pxd`` and
     point ``element_function`` at its capsule; the loss then runs in lossengine's own fused,
     multithreaded, deterministic elementwise driver, exactly like a built-in.
+
+``CompiledRowLoss``
+    Cython, for classification-shaped losses. Write one ``nogil`` function over a row of class scores
+    and its class index against ``lossengine/rowwise_api.pxd`` and point ``row_function`` at its
+    capsule; the loss then runs in the classification family's row-parallel driver, with NLL's and
+    cross-entropy's weight, ignore_index, reductions, grad_output and (N, C, d1..dK) layouts.
 """
 from __future__ import annotations
 
@@ -20,16 +26,18 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from . import _arrays, _elementwise
+from . import _arrays, _classification, _elementwise
 from .base import FusedLoss
+from .declaration import integer, reduction
+from .losses.classification import _IndexTargetLoss, class_weight
 from .losses.elementwise import ElementwiseLoss
 
-__all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "get_include", "plugin_build_options"]
+__all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "CompiledRowLoss", "get_include", "plugin_build_options"]
 
 
 def get_include() -> str:
     """The directory to put on a compiled plugin's Cython include path, so that
-    ``from lossengine.elementwise_api cimport ...`` finds lossengine's public .pxd files."""
+    ``from lossengine.elementwise_api cimport ...`` (or ``lossengine.rowwise_api``) finds lossengine's public .pxd files."""
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -171,3 +179,46 @@ class CompiledElementwiseLoss(ElementwiseLoss):
     def _kernel_for_call(self):
         # element_params() may read attributes the author changes at will: a fresh kernel per call.
         return self._make_kernel()
+
+
+class CompiledRowLoss(_IndexTargetLoss):
+    """A classification loss whose per-row function is compiled in a plugin (see
+    lossengine/rowwise_api.pxd): it runs in the built-in classification driver, as a
+    ``_classification.PluginRow`` kernel, exactly as NLLLoss does.
+
+    Inputs are torch's classification layouts: scores (C,), (N, C) or (N, C, d1..dK) and int class
+    indices (), (N,) or (N, d1..dK). Options (declared, so ``__init__``, checks and repr are
+    generated): ``weight`` (per-class weights: the row's loss and gradient times w[target]),
+    ``ignore_index`` (rows with that target contribute 0 and are not counted) and ``reduction``
+    ('mean' divides by the sum of w[target] over the rows not ignored, as torch's NLL and
+    cross-entropy do). A subclass adds its own options to ``options`` with lossengine.declaration,
+    and passes them to its row function as doubles through ``row_params()``.
+
+    Class attributes: ``row_function``, the PyCapsule from the plugin's ``row_fn_capsule(fn)``;
+    optionally ``row_function_float32``, from ``row_f32_fn_capsule(fn32)``, the same function over
+    float32 rows (float32 inputs then take it: twice the vector lanes); plus ``name`` as for any loss.
+    """
+
+    row_function: ClassVar[Any] = None
+    row_function_float32: ClassVar[Any] = None
+    options = (class_weight(), integer("ignore_index", -100, examples=(1,)), reduction())
+    reference: ClassVar[str] = "plugin"
+
+    def row_params(self) -> tuple:
+        """The doubles the row function receives as ``params``, in the order it reads them."""
+        return ()
+
+    def _layout(self, input, target, dtype):
+        return self._index_layout(input, target, dtype, _classification.PluginRow)
+
+    def _kernel(self, kernel_class: type):
+        # row_params() may read attributes the author changes at will: the kernel is rebuilt
+        # whenever its parameters differ from the cached one's.
+        params = np.ascontiguousarray(self.row_params(), dtype=np.float64).reshape(-1)
+        key = (params.tobytes(), self.ignore_index)
+        cached = self._kernels.get(kernel_class)
+        if cached is None or cached[0] != key:
+            cls = type(self)
+            cached = self._kernels[kernel_class] = (key, kernel_class(cls.row_function, params, self.ignore_index,
+                                                                      cls.row_function_float32))
+        return cached[1]

@@ -8,6 +8,7 @@
 
 from libc.math cimport exp, log, log1p, fabs
 from cython.parallel cimport prange
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_IsValid
 cimport numpy as cnp
 
 ctypedef fused floating_t:
@@ -85,3 +86,20 @@ cdef inline void* array_data(object arr, int typenum, bint writable, str who) ex
         raise ValueError(f"{who} kernel: operand must be a C-contiguous, aligned, native array of type "
                          f"number {typenum}{' (writable)' if writable else ''}; got {a.dtype} with flags {a.flags}")
     return cnp.PyArray_DATA(a)
+
+
+cdef inline void* capsule_pointer(object capsule, bytes name, str what, str api) except NULL:
+    """The function pointer in a compiled plugin's PyCapsule, after checking the capsule's name (the
+    versioned name of its typedef in the public .pxd ``api``): a TypeError naming ``what`` otherwise,
+    never a call through a pointer of another signature."""
+    if not PyCapsule_IsValid(capsule, name):
+        found = None
+        if type(capsule).__name__ == "PyCapsule":
+            cname = PyCapsule_GetName(capsule)
+            found = None if cname == NULL else (<bytes>cname).decode(errors="replace")
+        raise TypeError(
+            f"{what} must be a PyCapsule named {name.decode()!r}, made by {api}; got "
+            + (f"a capsule named {found!r} (built against another lossengine?)" if found is not None
+               else repr(type(capsule).__name__))
+        )
+    return PyCapsule_GetPointer(capsule, name)

@@ -195,3 +195,12 @@ def test_bit_identical_for_any_thread_count(loss):
     assert v1 == v2
     for a, b in zip(g1, g2):
         np.testing.assert_array_equal(a, b)
+
+
+def test_p_infinity_is_refused_not_silently_wrong():
+    # torch's p = inf is the max-norm; the sum-of-powers kernel would give distance 1 for every row
+    # (found by an independent set of torch 2.13 cases: values off by 1.0). Refused, naming p.
+    with pytest.raises(ValueError, match=r"p must be finite"):
+        le.TripletMarginLoss(p=float("inf"))
+    with pytest.raises(ValueError, match=r"p must be finite"):
+        le.functional.triplet_margin_loss(np.ones((2, 3)), np.zeros((2, 3)), np.ones((2, 3)), p=np.inf)

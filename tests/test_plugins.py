@@ -14,7 +14,7 @@ import pytest
 
 import lossengine as le
 import lossengine.testing as let
-from lossengine import _elementwise, cli, registry, validation
+from lossengine import _classification, _elementwise, cli, registry, validation
 
 
 # -- losses used below ------------------------------------------------------------------------------
@@ -397,7 +397,8 @@ def _installed(dist):
 
 
 @pytest.mark.parametrize("dist, loss", [("lossengine-focal", "sigmoid_focal_loss"),
-                                        ("lossengine-logcosh", "log_cosh_loss")])
+                                        ("lossengine-logcosh", "log_cosh_loss"),
+                                        ("lossengine-amsoftmax", "am_softmax_loss")])
 def test_example_plugin_is_registered_from_its_distribution(dist, loss):
     _installed(dist)
     assert loss in le.registry.names()
@@ -478,3 +479,182 @@ def test_logcosh_chunk_route_agrees_with_its_element_route():
         np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
         for ga, gb in zip(a[1], b[1]):
             np.testing.assert_allclose(ga, gb, rtol=1e-13, atol=1e-300)
+
+
+# -- the row-wise Cython plugin route ---------------------------------------------------------------------
+class RowSelfTest(le.CompiledRowLoss):
+    """params[0] times the row's cross-entropy, compiled inside lossengine for these tests."""
+    name = "test_compiled_row_selftest"
+    row_function = _classification._selftest_row_capsule()
+    options = le.CompiledRowLoss.options + (le.declaration.real("factor", 1.0, examples=(2.5,)),)
+    check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5]), "ignore_index": 2},)
+
+    def row_params(self):
+        return (self.factor,)
+
+
+def test_row_plugin_route_passes_the_validator():
+    let.assert_loss_valid(RowSelfTest)
+
+
+@pytest.mark.parametrize("shape", [(7,), (300, 13), (40, 6, 3, 5)], ids=["C", "NC", "NCd1d2"])
+@pytest.mark.parametrize("options", [{}, {"weight": "w"}, {"ignore_index": 2}, {"weight": "w", "ignore_index": 0}])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_plugin_route_matches_cross_entropy(shape, options, reduction, dtype):
+    # The self-test row function is factor x cross-entropy, so the built-in cross_entropy (its own
+    # row function, same driver) is an independent reference for weights, ignore_index, reductions,
+    # grad_output and the strided (N, C, d1..dK) layout.
+    rng = np.random.default_rng(5)
+    C = shape[0] if len(shape) == 1 else shape[1]
+    x = (3.0 * rng.standard_normal(shape)).astype(dtype)
+    t = rng.integers(0, C, () if len(shape) == 1 else (shape[0],) + shape[2:])
+    kw = {k: (rng.uniform(0.2, 2.0, C) if v == "w" else v) for k, v in options.items()}
+    go = rng.uniform(0.5, 1.5, t.shape) if reduction == "none" else 0.7
+    value, grad = RowSelfTest(**kw, reduction=reduction, factor=2.5).forward_backward(x, t, grad_output=go)
+    ref_value, ref_grad = le.CrossEntropyLoss(**kw, reduction=reduction).forward_backward(x, t, grad_output=go)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(value, 2.5 * np.asarray(ref_value, np.float64), rtol=rtol, atol=1e-6 * rtol)
+    np.testing.assert_allclose(grad, 2.5 * ref_grad.astype(np.float64), rtol=rtol, atol=1e-7 * rtol)
+    assert np.asarray(value).dtype == dtype and grad.dtype == dtype and grad.shape == x.shape
+
+
+def test_row_plugin_route_takes_any_layout_and_leaves_inputs_alone():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((9, 40))
+    x = base.T                                    # Fortran-ordered (40, 9)
+    x_be = x.astype(">f8")                        # non-native byte order
+    x_be.flags.writeable = False
+    t = rng.integers(0, 9, 40)
+    want = RowSelfTest().forward_backward(np.ascontiguousarray(x), t)
+    for arr in (x, x_be, np.asfortranarray(x)[:, :]):
+        before = arr.copy()
+        got = RowSelfTest().forward_backward(arr, t)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(arr, before)
+
+
+def test_row_plugin_route_validates_targets_and_options():
+    x = np.zeros((3, 4))
+    with pytest.raises(IndexError, match=r"Target 4 is out of bounds at position \(1,\)"):
+        RowSelfTest()(x, np.array([0, 4, 1]))
+    with pytest.raises(IndexError, match="Target -1"):
+        RowSelfTest()(x, np.array([0, -1, 1]))
+    assert RowSelfTest(ignore_index=-1)(x, np.array([0, -1, 1])) == pytest.approx(np.log(4.0))
+    with pytest.raises(ValueError, match="weight should be defined"):
+        RowSelfTest(weight=np.ones(3))(x, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="reduction"):
+        RowSelfTest(reduction="avg")
+    # every row ignored: torch's 'mean' is 0 / 0
+    assert np.isnan(RowSelfTest(ignore_index=1)(x, np.array([1, 1, 1])))
+
+
+def test_row_plugin_params_follow_the_object():
+    x, t = np.random.default_rng(2).standard_normal((4, 3)), np.array([0, 1, 2, 0])
+    loss = RowSelfTest(factor=1.0)
+    first = loss(x, t)
+    loss.factor = 3.0
+    assert loss(x, t) == pytest.approx(3.0 * first, rel=1e-14)
+
+
+def test_row_plugin_refuses_a_foreign_capsule():
+    class NotACapsule(RowSelfTest):
+        row_function = object()
+
+    class WrongCapsule(RowSelfTest):
+        row_function = ELEMENT               # an elementwise capsule where the row one belongs
+
+    x, t = np.ones((2, 3)), np.array([0, 1])
+    with pytest.raises(TypeError, match="row_function must be a PyCapsule named 'lossengine.rowwise_api.row_fn.v1'"):
+        NotACapsule()(x, t)
+    with pytest.raises(TypeError, match="capsule named 'lossengine.elementwise_api.element_fn.v1'"):
+        WrongCapsule()(x, t)
+
+    class WrongFloat32(RowSelfTest):
+        row_function_float32 = RowSelfTest.row_function      # the double form where the float32 one belongs
+
+    with pytest.raises(TypeError, match="row_function_float32 must be a PyCapsule named "
+                                        "'lossengine.rowwise_api.row_f32_fn.v1'.*row_fn.v1"):
+        WrongFloat32()(x, t)
+
+
+@pytest.mark.parametrize("typedef, capsule, ftype", [("row_fn", "ROW_CAPSULE_NAME", "double"),
+                                                    ("row_f32_fn", "ROW_F32_CAPSULE_NAME", "float")])
+def test_public_row_pxd_agrees_with_the_driver(typedef, capsule, ftype):
+    package = Path(le.__file__).parent
+    pxd = (package / "rowwise_api.pxd").read_text()
+    assert f'"{getattr(_classification, capsule)}"' in pxd
+    signature = (f"(Py_ssize_t C, const {ftype}* x, int64_t target, const double* params, {ftype}* grad) "
+                 "noexcept nogil")
+    assert f"ctypedef double (*{typedef}){signature}" in pxd
+    pyx = package.parent / "pyx" / "classification.pyx.tp"
+    if pyx.exists():                          # a source checkout
+        assert f"ctypedef double (*{typedef}){signature}" in pyx.read_text()
+
+
+def _am_softmax_reference(x, t, s, m):
+    """NumPy, independent of the plugin's formulation: log-sum-exp by np.logaddexp.reduce over the
+    class axis (axis 1 of (N, C, ...)), its gradient from that log-sum-exp."""
+    onehot = np.moveaxis(np.eye(x.shape[1])[t], -1, 1)
+    z = s * (x - m * onehot)
+    lse = np.logaddexp.reduce(z, axis=1)
+    loss = lse - np.sum(z * onehot, axis=1)
+    grad = s * (np.exp(z - np.expand_dims(lse, 1)) - onehot)
+    return loss, grad
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(50, 10), (6, 7, 3, 2), (9, 37)])
+@pytest.mark.parametrize("scale, margin", [(30.0, 0.35), (64.0, 0.5), (1.0, 0.0), (4.0, -0.2), (20.0, 3.0), (40.0, 3.0)])
+def test_amsoftmax_plugin_matches_a_numpy_reference(shape, scale, margin, dtype):
+    # float32 inputs take the plugin's float32 row function, float64 its double one.
+    _installed("lossengine-amsoftmax")
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, shape)
+    x[0, 0] = 40.0                            # a large score: the log-sum-exp must not overflow
+    x = x.astype(dtype).astype(np.float64)
+    t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    w = rng.uniform(0.5, 2.0, shape[1])
+    go = rng.uniform(0.5, 1.5, t.shape)
+    loss_cls = le.registry.get("am_softmax_loss")
+    value, grad = loss_cls(scale, margin, w, reduction="none").forward_backward(x.astype(dtype), t,
+                                                                           grad_output=go.astype(dtype))
+    go = go.astype(dtype).astype(np.float64)
+    ref_loss, ref_grad = _am_softmax_reference(x, t, scale, margin)
+    wt = w.astype(dtype).astype(np.float64)[t]
+    rtol, atol = (1e-12, 1e-13) if dtype == np.float64 else (1e-5, 1e-6 * scale)
+    assert value.dtype == dtype and grad.dtype == dtype
+    np.testing.assert_allclose(value, wt * ref_loss, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grad, np.expand_dims(go * wt, 1) * ref_grad, rtol=10 * rtol, atol=atol)
+    mean = loss_cls(scale, margin, w)(x.astype(dtype), t)
+    np.testing.assert_allclose(mean, np.sum(wt * ref_loss) / np.sum(wt), rtol=rtol)
+
+
+def test_amsoftmax_plugin_without_margin_is_scaled_cross_entropy():
+    _installed("lossengine-amsoftmax")
+    rng = np.random.default_rng(4)
+    x, t = rng.standard_normal((64, 9)).astype(np.float32), rng.integers(0, 9, 64)
+    am = le.registry.get("am_softmax_loss")(scale=2.0, margin=0.0, ignore_index=3)
+    ce = le.CrossEntropyLoss(ignore_index=3)
+    value, grad = am.forward_backward(x, t)
+    ref_value, ref_grad = ce.forward_backward(2.0 * x, t)
+    np.testing.assert_allclose(value, ref_value, rtol=2e-6)
+    np.testing.assert_allclose(grad, 2.0 * ref_grad, rtol=2e-6, atol=1e-8)
+
+
+def test_amsoftmax_plugin_matches_torch():
+    _installed("lossengine-amsoftmax")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    x, t = rng.uniform(-1, 1, (20, 6)), rng.integers(0, 6, 20)
+    w = rng.uniform(0.5, 2.0, 6)
+    X = torch.tensor(x, requires_grad=True)
+    T = torch.tensor(t)
+    z = 30.0 * (X - 0.35 * torch.nn.functional.one_hot(T, 6).to(torch.float64))
+    ref = torch.nn.functional.cross_entropy(z, T, weight=torch.tensor(w), ignore_index=2)
+    ref.backward()
+    loss = le.registry.get("am_softmax_loss")(weight=w, ignore_index=2)
+    value, grad = loss.forward_backward(x, t)
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, X.grad.numpy(), rtol=1e-10, atol=1e-14)

@@ -117,3 +117,12 @@ def test_eight_python_threads_at_once_get_correct_results():
     for (value, grad), e, eg in zip(results, expected, expected_grad):
         np.testing.assert_allclose(value, e, rtol=1e-12)
         np.testing.assert_allclose(grad, eg, rtol=1e-14)
+
+
+def test_info_names_the_kernel_variant_from_the_compile_flags():
+    from lossengine.cli import _kernel_variant
+
+    assert _kernel_variant(["-O3", "-march=native"]).startswith("native")
+    assert _kernel_variant(["-O3", "-march=x86-64-v3"]).startswith("x86-64-v3")
+    assert _kernel_variant(["-O3"]).startswith("baseline")
+    assert build_info()["kernel variant"] == _kernel_variant(build_info()["compile flags"].split())

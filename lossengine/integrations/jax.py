@@ -20,12 +20,14 @@ so it costs a host round trip per call (measured in the README); inside jit it i
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _arrays
 from ..base import Loss
 
 __all__ = ["wrap"]
@@ -33,6 +35,25 @@ __all__ = ["wrap"]
 
 def _struct(shape, dtype) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype))
+
+
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _narrow(dtype) -> bool:
+    """A JAX float dtype lossengine does not compute in natively (float16, bfloat16, float8s): the
+    callback hands it over as float32 and casts the results back."""
+    return bool(jnp.issubdtype(dtype, jnp.floating)) and np.dtype(dtype) not in _NATIVE
+
+
+def _to_host(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(np.float32) if _narrow(a.dtype) else a
+
+
+def _flat(value_and_grads) -> tuple:
+    value, grads = value_and_grads
+    return (value,) + tuple(grads)
 
 
 def wrap(loss: Loss):
@@ -44,44 +65,57 @@ def wrap(loss: Loss):
         raise TypeError(f"wrap takes a lossengine loss instance, got {type(loss).__name__}")
     arguments = tuple(loss.arguments)
     reduced = getattr(loss, "reduction", "mean") != "none"
+    value_structs: dict = {}
 
     def wrt_of(arrays) -> tuple[int, ...]:
         # The differentiable arguments given as floats (an integer target is a class index).
         return tuple(k for k, name in enumerate(arguments)
-                     if name in loss.differentiable and np.dtype(arrays[k].dtype).kind == "f")
-
-    def host_value(*arrays):
-        return np.asarray(loss.forward(*[np.asarray(a) for a in arrays]))
+                     if name in loss.differentiable and jnp.issubdtype(arrays[k].dtype, jnp.floating))
 
     def value_shape(arrays) -> jax.ShapeDtypeStruct:
-        # The value's shape and dtype from lossengine itself, on zeros of the abstract shapes (valid
-        # for every built-in's domain: zeros are class index 0, length 0, a clamped variance).
-        zeros = [np.zeros(a.shape, a.dtype) for a in arrays]
-        value = np.asarray(loss.forward(*zeros))
-        return _struct(value.shape, value.dtype)
+        # A reduced value is a scalar of the compute dtype (the contract of Loss.forward). A 'none'
+        # value's shape comes from lossengine itself, on zeros of the abstract shapes (valid for every
+        # built-in's domain: class index 0, length 0, a clamped variance), once per signature: eager
+        # calls would otherwise pay a second kernel pass each. A narrow float input keeps its dtype,
+        # as every other JAX function does.
+        key = tuple((tuple(a.shape), np.dtype(a.dtype)) for a in arrays)
+        struct = value_structs.get(key)
+        if struct is None:
+            first = np.dtype(arrays[0].dtype)
+            if _narrow(first):
+                dtype = first
+            else:
+                dtype = _arrays.compute_dtype(np.empty(0, first)) if first.kind == "f" else np.dtype(np.float64)
+            if reduced:
+                shape = ()
+            else:
+                shape = np.shape(loss.forward(*[_to_host(np.zeros(a.shape, a.dtype)) for a in arrays]))
+            struct = value_structs[key] = _struct(shape, dtype)
+        return struct
 
-    def host_value_and_grads(*arrays):
-        wrt = tuple(arguments[k] for k in wrt_of(arrays))
-        value, grads = loss.forward_backward(*[np.asarray(a) for a in arrays], wrt=wrt)
-        return (np.asarray(value),) + tuple(np.asarray(g) for g in grads)
-
-    def host_grads(cotangent, *arrays):
-        wrt = tuple(arguments[k] for k in wrt_of(arrays))
-        grads = loss.backward(*[np.asarray(a) for a in arrays], grad_output=np.asarray(cotangent), wrt=wrt)
-        return tuple(np.asarray(g) for g in grads)
+    def host_call(method, structs, *arrays, **kwargs):
+        # Runs on the host: lossengine on NumPy views of the JAX buffers, results in the declared dtypes.
+        out = method(*[_to_host(a) for a in arrays], **kwargs)
+        out = out if isinstance(out, tuple) else (out,)
+        return tuple(np.asarray(r, s.dtype) for r, s in zip(out, structs))
 
     def grad_structs(arrays) -> tuple:
         return tuple(_struct(arrays[k].shape, arrays[k].dtype) for k in wrt_of(arrays))
 
+    def callback(method, structs, *operands, **kwargs):
+        return jax.pure_callback(functools.partial(host_call, method, structs, **kwargs), structs, *operands,
+                                 vmap_method="sequential")
+
     @jax.custom_vjp
     def f(*arrays):
-        return jax.pure_callback(host_value, value_shape(arrays), *arrays, vmap_method="sequential")
+        return callback(loss.forward, (value_shape(arrays),), *arrays)[0]
 
     def f_fwd(*arrays):
         if not reduced:
             return f(*arrays), arrays
-        out = jax.pure_callback(host_value_and_grads, (value_shape(arrays),) + grad_structs(arrays), *arrays,
-                                vmap_method="sequential")
+        wrt = tuple(arguments[k] for k in wrt_of(arrays))
+        out = callback(lambda *a: _flat(loss.forward_backward(*a, wrt=wrt)),
+                       (value_shape(arrays),) + grad_structs(arrays), *arrays)
         return out[0], (arrays, out[1:])
 
     def f_bwd(residual, cotangent):
@@ -90,8 +124,9 @@ def wrap(loss: Loss):
             grads = tuple(g * cotangent.astype(g.dtype) for g in grads)
         else:
             arrays = residual
-            grads = jax.pure_callback(host_grads, grad_structs(arrays), cotangent, *arrays,
-                                      vmap_method="sequential")
+            wrt = tuple(arguments[k] for k in wrt_of(arrays))
+            grads = callback(lambda go, *a: loss.backward(*a, grad_output=go, wrt=wrt),
+                             grad_structs(arrays), cotangent, *arrays)
         result: list[Any] = [None] * len(arrays)
         for k, g in zip(wrt_of(arrays), grads):
             result[k] = g

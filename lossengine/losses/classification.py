@@ -57,6 +57,7 @@ def _fast_float(name: str, value: Any) -> np.ndarray:
 def _target(value: Any) -> np.ndarray:
     if type(value) is np.ndarray:
         return value
+    _arrays.require_host_memory("target", value)
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like

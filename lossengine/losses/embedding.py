@@ -119,7 +119,12 @@ class CosineEmbeddingLoss(EmbeddingLoss):
 
 def _parse_p(name: str, value: Any) -> float:
     from ..declaration import parse_real
-    return parse_real(name, value, gt=0.0)
+    p = parse_real(name, value, gt=0.0)
+    if math.isinf(p):
+        # torch's p = inf is the max-norm; the kernel's sum-of-powers path would silently return
+        # distance 1 for every row (pow(s, 1 / inf) == 1), so it is refused until implemented.
+        raise ValueError(f"{name} must be finite (p = inf, the max-norm, is not supported), got {p!r}")
+    return p
 
 
 class TripletMarginLoss(EmbeddingLoss):
@@ -132,7 +137,7 @@ class TripletMarginLoss(EmbeddingLoss):
     differentiable = ("anchor", "positive", "negative")
     row_arguments = arguments
     options = (real("margin", 1.0, gt=0.0, examples=(0.5,)),
-               Option("p", 2.0, _parse_p, "real", "> 0", (1.0, 3.0)),
+               Option("p", 2.0, _parse_p, "real", "> 0 and finite", (1.0, 3.0)),
                real("eps", 1e-6, ge=0.0, examples=(0.0,)), flag("swap"), reduction())
     distance = DISTANCE_PNORM
     # margin 20 in the validator's samples would make every row active; the defaults' mix is fine.

@@ -1,0 +1,114 @@
+# cython: language_level=3, cdivision=True
+"""The additive-margin softmax row function, handed to lossengine's classification driver as a capsule."""
+from libc.math cimport exp, log
+from libc.stdint cimport int64_t
+
+from lossengine.rowwise_api cimport row_f32_fn_capsule, row_fn_capsule
+
+cdef extern from "math.h":
+    float expf(float) noexcept nogil   # libmvec's vector expf when lossengine's flags enable it (rowwise_api.pxd)
+
+
+cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* params,
+                       double* grad) noexcept nogil:
+    # z_j = s x_j (j != t), z_t = s (x_t - m); loss = logsumexp(z) - z_t, d loss / d x_j =
+    # s (softmax(z)_j - [j == t]). Subtracting max z is the standard overflow-free log-sum-exp
+    # (every exp argument <= 0). z lives in grad, then exp(z - max) does: no other scratch. Max and sum run over 4 independent lanes combined in
+    # a fixed order: the loops vectorize, and the bits do not depend on where the row came from.
+    cdef double s = params[0], m = params[1]
+    cdef double zt = s * (x[t] - m), zmax, total, inv, z
+    cdef double lane[4]
+    cdef Py_ssize_t j, l, c4 = C - C % 4
+    # pass 1: z into grad, and M = max(s max_j x_j, z_t) >= max z, over M - max z <= s max(m, 0):
+    # the exps stay >= exp(-s m), the sum far from underflow while s m < 100; beyond that (never in
+    # practice) the exact max z is taken in one more pass.
+    for l in range(4):
+        lane[l] = zt
+    for j in range(0, c4, 4):
+        for l in range(4):
+            z = s * x[j + l]
+            grad[j + l] = z
+            lane[l] = z if z > lane[l] else lane[l]
+    zmax = (lane[0] if lane[0] > lane[1] else lane[1])
+    zmax = lane[2] if lane[2] > zmax else zmax
+    zmax = lane[3] if lane[3] > zmax else zmax
+    for j in range(c4, C):
+        z = s * x[j]
+        grad[j] = z
+        zmax = z if z > zmax else zmax
+    grad[t] = zt
+    if s * m > 100.0:
+        zmax = zt
+        for j in range(C):
+            zmax = grad[j] if grad[j] > zmax else zmax
+    # pass 2: exp(z - M) (a loop without a reduction: it vectorizes with libmvec), then its sum
+    for j in range(C):
+        grad[j] = exp(grad[j] - zmax)
+    for l in range(4):
+        lane[l] = 0.0
+    for j in range(0, c4, 4):
+        for l in range(4):
+            lane[l] += grad[j + l]
+    total = (lane[0] + lane[1]) + (lane[2] + lane[3])
+    for j in range(c4, C):
+        total += grad[j]
+    # pass 3: the gradient s (softmax - onehot)
+    inv = s / total
+    for j in range(C):
+        grad[j] = inv * grad[j]
+    grad[t] -= s
+    return log(total) - (zt - zmax)
+
+
+cdef double am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, const double* params,
+                           float* grad) noexcept nogil:
+    # The same in float32 for float32 inputs (8 lanes per AVX2 vector instead of 4): z and its exps
+    # in float, every sum, max z - z_t and the log in double, so the loss keeps float32 accuracy
+    # relative to its size (a small loss is not a difference of two large floats).
+    cdef float s = <float>params[0]
+    cdef double zt = params[0] * (<double>x[t] - params[1]), zmax, total, inv
+    cdef float fmax, z
+    cdef float lane[8]
+    cdef double acc[8]
+    cdef Py_ssize_t j, l, c8 = C - C % 8
+    for l in range(8):
+        lane[l] = <float>zt
+    for j in range(0, c8, 8):
+        for l in range(8):
+            z = s * x[j + l]
+            grad[j + l] = z
+            lane[l] = z if z > lane[l] else lane[l]
+    fmax = <float>zt
+    for l in range(8):
+        fmax = lane[l] if lane[l] > fmax else fmax
+    for j in range(c8, C):
+        z = s * x[j]
+        grad[j] = z
+        fmax = z if z > fmax else fmax
+    zmax = fmax
+    if params[0] * params[1] > 50.0:
+        zmax = zt
+        for j in range(C):
+            if j != t:
+                zmax = grad[j] if grad[j] > zmax else zmax
+        fmax = <float>zmax
+    for j in range(C):
+        grad[j] = expf(grad[j] - fmax)
+    grad[t] = <float>exp(zt - zmax)     # z_t's exp from the double difference
+    for l in range(8):
+        acc[l] = 0.0
+    for j in range(0, c8, 8):
+        for l in range(8):
+            acc[l] += grad[j + l]
+    total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    for j in range(c8, C):
+        total += grad[j]
+    inv = params[0] / total
+    for j in range(C):
+        grad[j] = <float>(inv * grad[j])
+    grad[t] = <float>(<double>grad[t] - params[0])
+    return log(total) - (zt - zmax)
+
+
+AM_SOFTMAX = row_fn_capsule(am_softmax)
+AM_SOFTMAX_F32 = row_f32_fn_capsule(am_softmax_f32)
