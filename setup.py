@@ -5,6 +5,8 @@ OpenMP program, the kernels are built serial and the build says so loudly
 (``lossengine info`` reports it too, from the compiled module itself).
 Source builds use -march=native unless LOSSENGINE_PORTABLE=1, and glibc's libmvec vector math when
 the probe finds it. Set LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
+LOSSENGINE_SANITIZE=address,undefined builds the kernels with those sanitizers (tests/README-style
+command to run under them: docs/sanitizers.md).
 """
 import os
 import re
@@ -66,6 +68,13 @@ class BuildExt(build_ext):
         if compiles(LIBMVEC_PROBE, flags, ("-lmvec", "-lm")):
             flags.append("-DLE_USE_LIBMVEC")
             link += ["-lmvec"]
+        sanitize = os.environ.get("LOSSENGINE_SANITIZE", "").strip()
+        if sanitize:
+            # A debug-friendly optimization level, frames kept for ASan's reports, and every UBSan
+            # finding fatal (a test that only printed one would still pass).
+            flags = [f for f in flags if f != "-O3"] + [
+                "-O1", "-g", "-fno-omit-frame-pointer", f"-fsanitize={sanitize}", "-fno-sanitize-recover=all"]
+            link += [f"-fsanitize={sanitize}"]
         for ext in self.extensions:
             ext.extra_compile_args = flags
             ext.extra_link_args = link
