@@ -516,6 +516,10 @@ cdef void _sample(Ctx* c, Py_ssize_t n, floating_t dtype_tag) noexcept nogil:
             nll = 0.0
         if c.grad != NULL:
             _fill_rows(c, n, 0, Ti, 0.0 if c.zero_infinity else NAN, dtype_tag)
+    elif nll != nll and c.grad != NULL:
+        # NaN in the sample's log_probs (torch: NaN loss and NaN gradient on its rows). The
+        # recursions stop early on it, so the rows must be written here, not left as they were.
+        _fill_rows(c, n, 0, Ti, NAN, dtype_tag)
     c.nll[n] = nll
     c.partials[n] = weight * nll
 

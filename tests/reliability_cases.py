@@ -60,17 +60,6 @@ KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
         "row whose targets sum past 1.8e308 gives inf (value) and NaN/inf (gradient) where torch is finite",
         lambda case: case.cls.name == "cross_entropy" and np.asarray(case.arrays[1]).dtype.kind == "f"
         and _largest(case) > 1e300),
-    # Found by test_equal_to_torch_where_torch_is_finite_on_extreme_values after the #15 fixes: the
-    # remnant of the scale-folding defect for p=2, whose 2 * z overflows before the 1/(N C) scale.
-    "multi_margin_p2_gradient_overflow": (
-        "MultiMarginLoss(p=2) gradient 2 z / (N C) is inf for z near 1e308 where torch's is finite",
-        lambda case: case.cls.name == "multi_margin_loss" and case.options.get("p") == 2 and _largest(case) > 1e150),
-    # Found by test_layouts_bit_identical_to_contiguous: not in issue #15's list.
-    "ctc_nan_gradient_uninitialized": (
-        "CTCLoss: a sample whose log_probs hold NaN gets loss NaN (as torch) but its gradient rows are never "
-        "written: the caller receives np.empty's uninitialized memory (torch: NaN)",
-        lambda case: case.cls.name == "ctc_loss" and bool(np.isnan(np.asarray(case.arrays[0], np.float64)).any()
-                                                          or np.isposinf(np.asarray(case.arrays[0], np.float64)).any())),
     # Found by test_equal_to_torch: the README promises 0-d arrays work; torch computes these (and
     # 3-d ones, over the last axis). Fix or document the refusal.
     "triplet_0d_refused": (

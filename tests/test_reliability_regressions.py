@@ -45,9 +45,6 @@ def test_cross_entropy_probability_target_sum_overflow_matches_torch():
     np.testing.assert_array_equal(grad, np.zeros((2, 2)))
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property suite after the #15 fixes: MultiMarginLoss(p=2) "
-                                       "computes 2 z before the 1/(N C) scale "
-                                       "(KNOWN_DEFECTS['multi_margin_p2_gradient_overflow'])")
 def test_multi_margin_p2_gradient_near_max_double_is_finite():
     # Shrunk from test_equal_to_torch_where_torch_is_finite_on_extreme_values. torch 2.13: the
     # value is inf (z^2 overflows) but the gradient 2 (1 + 1e308) / 15 = 1.3333e307 is finite.
@@ -58,9 +55,6 @@ def test_multi_margin_p2_gradient_near_max_double_is_finite():
     assert g[0, 0] == pytest.approx(-1e308 / 15 * 2, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property suite, not in issue #15's list: CTCLoss leaves "
-                                       "the gradient rows of a sample with NaN log_probs unwritten "
-                                       "(KNOWN_DEFECTS['ctc_nan_gradient_uninitialized'])")
 def test_ctc_gradient_of_a_nan_sample_is_nan_not_uninitialized_memory():
     # Shrunk from test_layouts_bit_identical_to_contiguous (the Fortran copy received other bytes
     # of freed memory than the C-contiguous call). torch 2.13: loss NaN for sample 0 and a NaN
