@@ -161,7 +161,9 @@ class _NumpyPlan(NamedTuple):
 
 def _working_copy(name: str, arr: np.ndarray, shape: tuple, dtype) -> np.ndarray:
     _arrays.require_broadcastable(name, arr.shape, shape)
-    return np.array(np.broadcast_to(arr, shape), dtype=dtype)  # always a copy
+    # Always a copy, and always C-ordered: NumPy's pairwise sums follow memory order, so a Fortran or
+    # strided caller must get the same work arrays (and the same bits) as a C-contiguous one.
+    return np.array(np.broadcast_to(arr, shape), dtype=dtype, order="C")
 
 
 class CompiledElementwiseLoss(ElementwiseLoss):

@@ -89,3 +89,26 @@ def test_triplet_distance_near_max_double_matches_torch(name):
     # Shrunk by hypothesis: torch 2.13 gives ||a - p + eps|| - ||a - n + eps|| + 1 = 9.9999999e307.
     a, p, n = np.array([1e308]), np.array([1e300]), np.array([1e308])
     assert le.registry.get(name)()(a, p, n) == pytest.approx(1e308 - 1e300, rel=1e-12)
+
+
+def test_numpy_plugin_value_is_bit_identical_for_a_fortran_input():
+    # Shrunk from test_layouts_bit_identical_to_contiguous[cauchy_loss]: NumpyElementwiseLoss's work
+    # copies kept the caller's memory order, and NumPy's pairwise sum follows memory order, so a
+    # Fortran input's 'mean' differed from the C-contiguous one's in the last bit.
+    class HalfSquare(le.NumpyElementwiseLoss):
+        name = "half_square_layout_probe"
+        arguments = ("input", "target")
+
+        def element_loss(self, x, t):
+            return 0.5 * (x - t) ** 2
+
+        def element_partials(self, x, t):
+            return (x - t,)
+
+    for shape in [(4, 5), (37, 19), (257, 129)]:   # each differed in the last bit before the fix
+        rng = np.random.default_rng(0)
+        x, t = rng.standard_normal(shape), rng.standard_normal(shape)
+        fx, ft = np.asfortranarray(x), np.asfortranarray(t)
+        for reduction in ("mean", "sum"):
+            crit = HalfSquare(reduction=reduction)
+            assert crit(fx, ft).tobytes() == crit(x, t).tobytes(), (shape, reduction)

@@ -52,7 +52,9 @@ def test_row_route_doc_example_builds_and_runs(tmp_path):
     package.mkdir()
     (package / "_kernel.pyx").write_text(kernel)
     (package / "__init__.py").write_text(module)
-    root = Path(__file__).resolve().parent.parent
+    # The lossengine under test (site-packages when installed, this checkout when built in place):
+    # never the unbuilt source folder, which would shadow it.
+    root = Path(__import__("lossengine").__file__).resolve().parents[1]
     (tmp_path / "setup.py").write_text(
         "import lossengine\nfrom Cython.Build import cythonize\nfrom setuptools import Extension, setup\n"
         "o = lossengine.plugin_build_options()\n"
