@@ -6,13 +6,21 @@
 """
 def _require_compiled_kernels() -> None:
     # Importing the source folder of an unbuilt checkout (python run from the clone's root shadows
-    # the installed package) would otherwise fail with a misleading circular-import error.
+    # the installed package) would otherwise fail with a misleading circular-import error. A kernel
+    # counts only when it lies in this folder: an editable install's import hook would otherwise
+    # hand this copy the kernels built beside another copy of the source.
     import importlib.util
     import os
 
-    missing = [m for m in ("_elementwise", "_classification") if importlib.util.find_spec(f"{__name__}.{m}") is None]
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def built_here(module: str) -> bool:
+        spec = importlib.util.find_spec(f"{__name__}.{module}")
+        origin = getattr(spec, "origin", None)
+        return bool(origin) and os.path.dirname(os.path.abspath(origin)) == here
+
+    missing = [m for m in ("_elementwise", "_classification", "_embedding", "_ctc") if not built_here(m)]
     if missing:
-        here = os.path.dirname(os.path.abspath(__file__))
         raise ImportError(
             f"lossengine's compiled kernels ({', '.join(missing)}) are not built in {here}. Python imported "
             f"this source folder, probably because you ran it from the project's root, which shadows an "
@@ -32,7 +40,7 @@ from .losses import *  # noqa: F401,F403  - every built-in loss class (lossengin
 from .losses import __all__ as _builtin_loss_names
 from .validation import CheckReport, LossValidationError, check
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "Loss", "check", "CheckReport", "LossValidationError", "functional", "registry",

@@ -420,3 +420,15 @@ class FusedLoss(Loss):
 
     def _grad_result(self, plan, name: str, grad: np.ndarray) -> np.ndarray:
         return grad
+
+
+def losses_defined_in(namespace: dict) -> tuple[type, ...]:
+    """The losses a family module defines, in definition order: its ``Loss`` subclasses that declare
+    their own registry ``name`` (an alias such as NLLLoss2d, which inherits one, is not a second
+    entry). A family module ends with ``LOSSES = losses_defined_in(globals())``, so a new built-in
+    loss is its class and nothing else; the registry, ``lossengine.__all__``, ``functional`` and the
+    README's table follow from ``LOSSES``."""
+    module = namespace["__name__"]
+    return tuple(value for value in namespace.values()
+                 if isinstance(value, type) and issubclass(value, Loss) and value.__module__ == module
+                 and "name" in vars(value))

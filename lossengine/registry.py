@@ -459,9 +459,15 @@ class Registry:
         return loss_class
 
     def _refuse_taken(self, name: str, loss_class: type, source: str) -> None:
+        """Raise on a name held by another class. The refusal is also recorded in ``failures()``
+        under ``source`` (no warning: the exception is the message), as a plugin's collision is, so
+        ``lossengine list`` and the registry's state show it after the caller has moved on."""
         existing = self._entries.get(name)
         if existing is not None and existing.loss_class is not loss_class:
             owner = "reserved for lossengine's built-in" if name in self._builtin else f"already registered by {existing.source}"
+            reason = (f"loss {name!r} ({_describe(loss_class)}) refused: the name is {owner} "
+                      f"{_describe(existing.loss_class)}, which keeps serving it")
+            self._failures.setdefault(source, []).append(reason)
             raise ValueError(f"loss name {name!r} from {source} is {owner} ({_describe(existing.loss_class)})")
 
     def unregister(self, name: str) -> type:

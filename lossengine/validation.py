@@ -31,8 +31,10 @@ import itertools
 import json
 import math
 import os
+import sys
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ._threads import get_num_threads, threads
+from ._structure import structural_problems
+from ._threads import PARALLEL_MIN_ELEMENTS, get_num_threads, threads
+from ._version import __version__
+from .base import Loss
+from .declaration import declared_options
+from .domains import domain_of
+from .extending import NumpyElementwiseLoss
+from .losses.classification import ClassificationLoss
+from .losses.elementwise import ElementwiseLoss
+from .losses.embedding import Distance, distance_loss
 
 FD_STEP = 1e-6          # relative central-difference step
 FD_RTOL = 1e-5          # gradient vs central difference
@@ -146,8 +157,6 @@ def check_names() -> list[str]:
 
 def _contract_problems(loss_class: type) -> list[str]:
     """Pieces of the contract a class leaves out, each with its one-line fix."""
-    from .base import Loss
-
     problems = []
     for method, signature in (("forward", "forward(self, *arrays)"),
                               ("backward", "backward(self, *arrays, grad_output=1.0, wrt=None)")):
@@ -159,8 +168,6 @@ def _contract_problems(loss_class: type) -> list[str]:
 def _option_sets(loss_class: type) -> list[dict]:
     """The option configurations checked: the defaults, each declared option's examples (one
     non-default value at a time, lossengine.declaration), then the class's ``check_options``."""
-    from .declaration import declared_options
-
     sets = [{}]
     for option in declared_options(loss_class):
         if option.name != "reduction":
@@ -182,11 +189,6 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
 
     Root causes stop what follows from them: a malformed class or a missing method is the whole
     report, and a configuration whose sample inputs fail runs no further checks."""
-    from .base import Loss
-    from .registry import structural_problems
-
-    from .losses.embedding import Distance, distance_loss
-
     if isinstance(loss_class, Distance) or (isinstance(loss_class, type) and issubclass(loss_class, Distance)):
         loss_class = distance_loss(loss_class)      # a Distance is checked as the loss of (x1, x2) it defines
     report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
@@ -632,13 +634,6 @@ def _large_inputs(case: _Case, dtype):
       for every argument that has the batch axis): fresh, shuffled values, because a sum over a
       repeated pattern can regroup without changing bits;
     - else None (a plugin of another shape: give it ``large_sample_inputs``)."""
-    from ._threads import PARALLEL_MIN_ELEMENTS
-    from .base import Loss
-    from .domains import domain_of
-    from .extending import NumpyElementwiseLoss
-    from .losses.classification import ClassificationLoss
-    from .losses.elementwise import ElementwiseLoss
-
     cls = case.loss_class
     target = 2 * PARALLEL_MIN_ELEMENTS + 1
     if hasattr(cls, "large_sample_inputs"):
@@ -723,15 +718,20 @@ def _first_nonfinite(result, arrays, case: _Case) -> str:
 
 # -- the verdict cache --------------------------------------------------------------------------
 # A plugin class is checked once per process (weakly keyed by the class, so it never keeps a class
-# alive) and once per version of its code across processes: the on-disk verdict is keyed by the
-# bytes of every module file in the class's MRO (its own source, its bases', compiled kernels
-# included), the validator's source and lossengine's version. Classes without a module file, or
-# defined inside a function (two such classes can share one qualified name), use the in-process
-# cache only.
+# alive) and once per version of its code across processes. The on-disk verdict is keyed by the
+# bytes of every code file of every top-level package the class's MRO comes from: for a plugin
+# distribution that is its whole package (helper modules and compiled kernels the class merely
+# calls included, not only the files that define the classes), and lossengine's own package (the
+# validator, the kernels) always. Classes without a module file, or defined inside a function (two
+# such classes can share one qualified name), use the in-process cache only.
 _reports: "weakref.WeakKeyDictionary[type, CheckReport]" = weakref.WeakKeyDictionary()
 _reports_lock = threading.Lock()
 CACHE_ENV = "LOSSENGINE_CACHE_DIR"
 NO_CACHE_ENV = "LOSSENGINE_NO_VALIDATION_CACHE"
+_CODE_SUFFIXES = (".py", ".pyx", ".pxd", ".so", ".pyd", ".dylib")
+_MAX_PACKAGE_FILES = 2000          # beyond this a "package" is a source tree, not a plugin
+_file_digests: dict[tuple[str, int, int], bytes] = {}
+_RACY_NS = 3_000_000_000
 
 
 def cache_dir() -> Path:
@@ -743,24 +743,55 @@ def cache_dir() -> Path:
     return Path(base) / "lossengine"
 
 
+def _code_files(module_name: str) -> list[str] | None:
+    """Every code file of the top-level package ``module_name`` belongs to (the module's own file
+    when it is a top-level module, or when the package is too large to be one plugin); None when
+    the module has no file."""
+    module = sys.modules.get(module_name)
+    own = getattr(module, "__file__", None)
+    if not own:
+        return None
+    top = sys.modules.get(module_name.partition(".")[0])
+    roots = list(getattr(top, "__path__", None) or [])
+    found: list[str] = []
+    for root in roots:
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__" and not d.startswith("."))
+            found.extend(os.path.join(folder, n) for n in sorted(names) if n.endswith(_CODE_SUFFIXES))
+            if len(found) > _MAX_PACKAGE_FILES:
+                return [own]
+    return found or [own]
+
+
+def _file_digest(path: str) -> bytes:
+    """The file's sha256, memoized by (path, size, mtime). File times tick coarsely (a few ms), so
+    a file modified within the last seconds could be rewritten with the same size and time: such a
+    file is hashed every time, as git treats its "racily clean" entries."""
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    digest = _file_digests.get(key)
+    if digest is None:
+        digest = hashlib.sha256(Path(path).read_bytes()).digest()
+        if time.time_ns() - stat.st_mtime_ns > _RACY_NS:
+            _file_digests[key] = digest
+    return digest
+
+
 def _cache_key(loss_class: type) -> str | None:
-    import sys
-
-    from . import __version__
-
     if "<locals>" in getattr(loss_class, "__qualname__", "<locals>"):
         return None
     digest = hashlib.sha256(f"{__version__}\0{loss_class.__module__}\0{loss_class.__qualname__}".encode())
-    files = {__file__}
+    files = set(_code_files(__name__) or [__file__])
     for klass in loss_class.__mro__:
-        path = getattr(sys.modules.get(klass.__module__), "__file__", None)
-        if klass is not object and not path:
+        if klass is object:
+            continue
+        module_files = _code_files(klass.__module__)
+        if module_files is None:
             return None
-        if path:
-            files.add(path)
+        files.update(module_files)
     try:
         for path in sorted(files):
-            digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+            digest.update(path.encode() + b"\0" + _file_digest(path))
     except OSError:
         return None
     return digest.hexdigest()

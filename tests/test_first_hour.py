@@ -97,3 +97,24 @@ def test_activations_match_torch(dtype):
 def test_activation_bad_dim_is_an_index_error():
     with pytest.raises(IndexError, match="dim 2 is out of range"):
         le.functional.softmax(np.zeros((2, 3)), dim=2)
+
+
+def test_version_is_the_distributions():
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert le.__version__ == pyproject["project"]["version"]
+
+
+def test_every_builtin_loss_class_is_listed_by_its_family():
+    """LOSSES is derived (lossengine.base.losses_defined_in): a class declaring a name is served."""
+    import lossengine.losses as L
+
+    for family in L.FAMILIES:
+        declared = [v for v in vars(family).values() if isinstance(v, type) and issubclass(v, le.Loss)
+                    and v.__module__ == family.__name__ and "name" in vars(v)]
+        assert declared and list(family.LOSSES) == declared
+        for cls in declared:
+            assert le.registry.get(cls.name) is cls and hasattr(le.functional, cls.name)
+    assert le.registry.get("nll_loss") is le.NLLLoss        # NLLLoss2d, an alias, is not a second entry
+

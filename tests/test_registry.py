@@ -167,6 +167,13 @@ def test_a_plugin_cannot_register_over_a_builtin(clean_registry):
     assert le.registry.get("test_plugin_cube") is Cube      # the plugin's other loss is kept
 
 
+def test_a_direct_register_over_a_taken_name_raises_and_is_recorded(clean_registry):
+    with pytest.raises(ValueError, match="reserved for lossengine's built-in"):
+        le.registry.register(Impostor, source="my-script")
+    assert le.registry.get("mse_loss") is le.MSELoss
+    assert "'mse_loss'" in le.registry.failures()["my-script"]
+
+
 def test_reregistering_the_builtin_class_keeps_its_source(clean_registry):
     @le.hookimpl
     def lossengine_register_losses(register):

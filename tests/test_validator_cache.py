@@ -72,6 +72,29 @@ def test_changed_source_changes_the_key(plugin, tmp_path):
     assert validation._cache_key(edited.CachedSquared) not in (None, key)
 
 
+def test_a_changed_helper_module_or_kernel_of_the_package_changes_the_key(tmp_path, monkeypatch):
+    # The class's own file is unchanged; the helper it calls and a compiled kernel beside it are
+    # part of the plugin's code, so either changing must invalidate the stored verdict.
+    package = tmp_path / "src" / "cached_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from .loss import CachedSquared\n")
+    (package / "loss.py").write_text(PLUGIN)
+    (package / "helpers.py").write_text("SCALE = 2.0\n")
+    (package / "_kernel.so").write_bytes(b"\x7fELF one build")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    keys = []
+    for edit in (None, lambda: (package / "helpers.py").write_text("SCALE = 3.0\n"),
+                 lambda: (package / "_kernel.so").write_bytes(b"\x7fELF another build")):
+        if edit:
+            edit()
+        for name in [m for m in sys.modules if m.partition(".")[0] == "cached_pkg"]:
+            del sys.modules[name]
+        keys.append(validation._cache_key(importlib.import_module("cached_pkg").CachedSquared))
+    for name in [m for m in sys.modules if m.partition(".")[0] == "cached_pkg"]:
+        del sys.modules[name]
+    assert None not in keys and len(set(keys)) == 3
+
+
 def test_local_classes_are_not_cached_on_disk(plugin, tmp_path):
     class Local(plugin.CachedSquared):
         name = "local_squared"

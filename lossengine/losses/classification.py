@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _arrays, _classification
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FusedLoss
+from ..base import FusedLoss, losses_defined_in
 from ..declaration import array, integer, real, reduction
 from ..domains import ClassIndex, Interval, LogSimplex, Simplex
 
@@ -474,6 +474,5 @@ class DiceLoss(TverskyLoss):
     tp_weight = 2.0
 
 
-LOSSES = (CrossEntropyLoss, NLLLoss, MultiMarginLoss, MultiLabelMarginLoss, MultiLabelSoftMarginLoss,
-          SoftmaxFocalLoss, Poly1CrossEntropyLoss, DiceLoss, TverskyLoss)
+LOSSES = losses_defined_in(globals())      # this module's classes that declare a registry name
 __all__ = ["ClassificationLoss", "NLLLoss2d", "LOSSES"] + [cls.__name__ for cls in LOSSES]

@@ -23,14 +23,12 @@ import numpy as np
 from .. import _arrays
 from .._ctc import CTCKernel
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FORWARD_ONLY, FusedLoss
+from ..base import FORWARD_ONLY, FusedLoss, losses_defined_in
 from ..declaration import Option, reduction
 from ..domains import LogSimplex, domain_of
 
 _INT64 = np.dtype(np.int64)
 _INT64_MAX = np.iinfo(np.int64).max
-_ONE = np.ones(1, np.float64)
-_ONE.flags.writeable = False
 
 
 def _integers(name: str, value: Any) -> np.ndarray:
@@ -126,7 +124,7 @@ class CTCLoss(FusedLoss):
         targets = self._targets(arrays[1], n, batched)
         input_lengths = self._lengths("input_lengths", arrays[2], n, batched)
         target_lengths = self._lengths("target_lengths", arrays[3], n, batched)
-        scale, upstream = 1.0, _ONE
+        scale, upstream = 1.0, _arrays.one(_arrays.FLOAT64)
         if names:
             scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, loss_shape, dtype)
             if upstream.dtype != np.float64:
@@ -164,10 +162,6 @@ class CTCLoss(FusedLoss):
         raise ValueError("CTCLoss's 'mean' divides each sample's loss by its own target length: with unequal "
                          f"target lengths {lengths.tolist()} it is not the summed loss over one denominator")
 
-    def _options_repr(self) -> str:
-        return (f"blank={self.blank}, reduction={self.reduction!r}, zero_infinity={self.zero_infinity}, "
-                f"from_logits={self.from_logits}")
-
     # The blank moved to the last class (the samples' labels avoid both 0 and C - 1), logits in,
     # and zero_infinity (the samples are feasible, so it must change nothing).
     check_options = ({"blank": 4}, {"from_logits": True}, {"zero_infinity": True})
@@ -203,5 +197,5 @@ class CTCLoss(FusedLoss):
         return cls._draw(rng, dtype, T=100, N=32, C=5, S=12, target_lengths=np.full(32, 10))
 
 
-LOSSES = (CTCLoss,)
+LOSSES = losses_defined_in(globals())
 __all__ = ["LOSSES"] + [cls.__name__ for cls in LOSSES]

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _arrays, _elementwise
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FusedLoss
+from ..base import FusedLoss, losses_defined_in
 from ..declaration import array, flag, real, reduction
 from ..domains import Interval, LogSimplex, Positive, Real, Signs, Simplex
 
@@ -417,7 +417,5 @@ class LogCoshLoss(ElementwiseLoss):
     reference = "formula"
 
 
-LOSSES = (L1Loss, MSELoss, SmoothL1Loss, HuberLoss, BCELoss, BCEWithLogitsLoss, SoftMarginLoss,
-          KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss, SigmoidFocalLoss,
-          PinballLoss, HalfPoissonLoss, HalfGammaLoss, HalfTweedieLoss, LogCoshLoss)
+LOSSES = losses_defined_in(globals())      # this module's classes that declare a registry name
 __all__ = ["ElementwiseLoss", "LOSSES"] + [cls.__name__ for cls in LOSSES]

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _arrays, _embedding
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FusedLoss, Loss
+from ..base import FusedLoss, Loss, losses_defined_in
 from ..declaration import Option, flag, real, reduction
 from ..domains import Signs
 
@@ -324,6 +324,6 @@ def distance_loss(distance: Distance | type) -> type:
                  "__module__": cls.__module__})
 
 
-LOSSES = (CosineEmbeddingLoss, TripletMarginLoss, TripletMarginWithDistanceLoss)
+LOSSES = losses_defined_in(globals())      # this module's classes that declare a registry name
 __all__ = ["EmbeddingLoss", "Distance", "EuclideanDistance", "CosineDistance", "LOSSES"] + \
     [cls.__name__ for cls in LOSSES]
