@@ -37,6 +37,25 @@ def test_gradient_hessian_is_deterministic_across_threads():
     assert g1.tobytes() == g2.tobytes() and h1.tobytes() == h2.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tweedie_special_powers_are_poisson_and_gamma_bit_for_bit(dtype):
+    # The power's case is chosen once per call (the driver's VARIANTS), not per element: p = 1 and
+    # p = 2 run HalfPoisson's and HalfGamma's very math; every power vectorizes.
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(10_007).astype(dtype), rng.gamma(2.0, size=10_007).astype(dtype)
+    for power, twin in ((1.0, le.HalfPoissonLoss), (2.0, le.HalfGammaLoss)):
+        tweedie, other = le.HalfTweedieLoss(power=power, reduction="none"), twin(reduction="none")
+        for ours, theirs in ((tweedie(x, y), other(x, y)), (tweedie.gradient_hessian(x, y), other.gradient_hessian(x, y)),
+                             (tweedie.forward_backward(x, y)[1], other.forward_backward(x, y)[1])):
+            assert np.asarray(ours).tobytes() == np.asarray(theirs).tobytes(), power
+    # p = 0 is 0.5 (exp(x) - y)^2 with scikit-learn's forms of the derivatives.
+    g, h = le.HalfTweedieLoss(power=0.0).gradient_hessian(x, y)
+    e = np.exp(x.astype(np.float64))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(g, e * (e - y), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(h, e * (2 * e - y), rtol=rtol, atol=rtol)
+
+
 def test_gradient_hessian_out_and_layouts():
     rng = np.random.default_rng(2)
     x = np.asfortranarray(rng.standard_normal((4, 6)))
