@@ -56,6 +56,27 @@ def test_tweedie_special_powers_are_poisson_and_gamma_bit_for_bit(dtype):
     np.testing.assert_allclose(h, e * (2 * e - y), rtol=rtol, atol=rtol)
 
 
+def test_gradient_hessian_fast_path_is_the_general_path():
+    # ElementwiseKernel.fast_hessian (the common call in compiled code) gives the general path's bits,
+    # fills out=, and leaves everything else (domain errors, other layouts) to the general path.
+    from lossengine.base import FusedLoss
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal(9_000), rng.uniform(size=9_000)
+    for loss in (le.MSELoss(), le.BCEWithLogitsLoss(), le.HalfTweedieLoss(power=1.5), le.BCELoss()):
+        xx = 1 / (1 + np.exp(-x)) if isinstance(loss, le.BCELoss) else x
+        assert loss._kernel_for_call().fast_hessian((xx, y), loss._fast_extra_ones(), None, None, 1, 1 << 62) is not None
+        general = FusedLoss.gradient_hessian(loss, xx, y)
+        out = (np.empty_like(xx), np.empty_like(xx))
+        assert loss.gradient_hessian(xx, y, out=out) == out
+        for a, b in zip(general, out):
+            assert a.tobytes() == b.tobytes()
+    with pytest.raises(ValueError):
+        le.BCELoss().gradient_hessian(np.full(3, 2.0), np.zeros(3))     # outside [0, 1]: the general path's error
+    shared = np.empty(9_000)
+    with pytest.raises(ValueError, match="overlap"):
+        le.MSELoss().gradient_hessian(x, y, out=(shared, shared))
+
+
 def test_gradient_hessian_out_and_layouts():
     rng = np.random.default_rng(2)
     x = np.asfortranarray(rng.standard_normal((4, 6)))

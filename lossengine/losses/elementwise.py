@@ -83,16 +83,33 @@ class ElementwiseLoss(FusedLoss):
         if (reduction != "mean" and reduction != "sum") or type(grad_output) is not float \
                 or len(arrays) != len(self.arguments):
             return None
-        extra = 0
-        for name in self.operand_options:
-            if getattr(self, name) is not None:
-                return None
-            extra += 1
+        extra = self._fast_extra_ones()
+        if extra < 0:
+            return None
         result = self._kernel_for_call().fast(arrays, extra, want_grad, reduction == "mean", grad_output, out,
                                               get_num_threads(), PARALLEL_MIN_ELEMENTS)
         if result is None or result[2]:
             return None
         return arrays[0].dtype.type(result[0]), result[1]
+
+    def _fast_extra_ones(self) -> int:
+        """The broadcast 1s the fast paths append for the option operands, or -1 when one is set."""
+        for name in self.operand_options:
+            if getattr(self, name) is not None:
+                return -1
+        return len(self.operand_options)
+
+    def gradient_hessian(self, *arrays: Any, out: Any = None):
+        # The fast path (ElementwiseKernel.fast_hessian): the common call checked and run in compiled
+        # code; anything else, or a domain error to report, takes the general path.
+        if (out is None or (type(out) is tuple and len(out) == 2)) and len(arrays) == len(self.arguments):
+            extra = self._fast_extra_ones()
+            if extra >= 0:
+                result = self._kernel_for_call().fast_hessian(arrays, extra, *(out or (None, None)),
+                                                              get_num_threads(), PARALLEL_MIN_ELEMENTS)
+                if result is not None:
+                    return result
+        return super().gradient_hessian(*arrays, out=out)
 
     def __call__(self, *arrays: Any):
         fast = self._fast(arrays, False, 1.0, None)
@@ -113,6 +130,7 @@ class ElementwiseLoss(FusedLoss):
             return fast
         return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
 
+    gradient_hessian.__doc__ = FusedLoss.gradient_hessian.__doc__
     __call__.__doc__ = FusedLoss.__call__.__doc__
     forward.__doc__ = FusedLoss.forward.__doc__
     backward.__doc__ = FusedLoss.backward.__doc__
