@@ -3,13 +3,18 @@
 OpenMP is probed, not assumed: if the compiler cannot build and link a tiny
 OpenMP program, the kernels are built serial and the build says so loudly
 (``lossengine info`` reports it too, from the compiled module itself).
-Source builds use -march=native unless LOSSENGINE_PORTABLE=1, and glibc's libmvec vector math when
-the probe finds it. Set LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
+Each kernel module is built for the baseline ISA (lossengine/_<family>.so) and, on x86-64, again for
+x86-64-v3 (AVX2, FMA) and x86-64-v4 (AVX-512) under lossengine/_variants/<variant>/, as NumPy builds its
+dispatch targets; lossengine/_isa.py loads the best variant the running CPU supports, so a wheel is
+not tied to the build machine. LOSSENGINE_ISA_VARIANTS=none builds the baseline only (a comma list
+picks some). glibc's libmvec vector math is used when the probe finds it. Set
+LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
 LOSSENGINE_SANITIZE=address,undefined builds the kernels with those sanitizers (tests/README-style
 command to run under them: docs/sanitizers.md).
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,7 +28,11 @@ HERE = Path(__file__).resolve().parent
 OPENMP_FLAGS = ["-fopenmp"]
 # No -ffast-math: NaN/inf semantics and summation order are part of the contract. FMA contraction is
 # off so every build rounds the same way.
+# No peeling for alignment: a peeled loop computes its first elements with the scalar exp/log and
+# the rest with libmvec's vector ones, so which element got which (and its last bit) would depend
+# on where the allocator placed the array (seen with -march=x86-64-v4's generic tuning).
 OPTIMIZE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+NO_PEELING_FLAG = "--param=vect-max-peeling-for-alignment=0"     # GCC's; probed
 
 
 def compiles(src: str, flags: list, libs: tuple = ()) -> bool:
@@ -62,9 +71,8 @@ class BuildExt(build_ext):
             print(f"\n{banner}\nlossengine: the compiler cannot build OpenMP code; building SERIAL kernels.\n"
                   f"Every loss still works, single-threaded. `lossengine info` will say OpenMP: off.\n{banner}\n",
                   file=sys.stderr)
-        # Source builds target the building CPU (AVX2/AVX-512 vector math) unless asked not to.
-        if os.environ.get("LOSSENGINE_PORTABLE") != "1" and compiles("int main(void){return 0;}", ["-march=native"]):
-            flags.append("-march=native")
+        if compiles("int main(void){return 0;}", [NO_PEELING_FLAG]):
+            flags.append(NO_PEELING_FLAG)
         if compiles(LIBMVEC_PROBE, flags, ("-lmvec", "-lm")):
             flags.append("-DLE_USE_LIBMVEC")
             link += ["-lmvec"]
@@ -75,12 +83,43 @@ class BuildExt(build_ext):
             flags = [f for f in flags if f != "-O3"] + [
                 "-O1", "-g", "-fno-omit-frame-pointer", f"-fsanitize={sanitize}", "-fno-sanitize-recover=all"]
             link += [f"-fsanitize={sanitize}"]
+        built = {ext.name for ext in self.extensions}
         for ext in self.extensions:
-            ext.extra_compile_args = flags
+            march = getattr(ext, "le_march", None)
+            ext_flags = flags + ([march] if march else [])
+            ext.extra_compile_args = ext_flags
             ext.extra_link_args = link
             # The module reports its own flags (`lossengine info`), so a serial build cannot hide.
-            ext.define_macros.append(("LE_COMPILE_FLAGS", '"' + " ".join(flags) + '"'))
+            ext.define_macros.append(("LE_COMPILE_FLAGS", '"' + " ".join(ext_flags) + '"'))
+            # A variant not rebuilt with its family would be loaded with the old code: remove it.
+            if march is None:
+                family = ext.name.rpartition(".")[2]
+                for variant, _ in ISA_VARIANTS:
+                    name = f"lossengine._variants.{variant}.{family}"
+                    stale = Path(self.get_ext_fullpath(name))
+                    if name not in built and stale.exists():
+                        stale.unlink()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
         super().build_extensions()
+
+    def copy_extensions_to_source(self):
+        # --inplace / editable builds: the variants' folders are not packages, so nothing made them.
+        for ext in self.extensions:
+            (HERE / Path(*ext.name.split(".")[:-1])).mkdir(parents=True, exist_ok=True)
+        super().copy_extensions_to_source()
+
+
+# (folder under lossengine/_variants, -march flag); lossengine/_isa.py holds the CPU features each needs.
+ISA_VARIANTS = (("x86_64_v3", "-march=x86-64-v3"), ("x86_64_v4", "-march=x86-64-v4"))
+
+
+def isa_variants() -> list:
+    """The variants to build: those of ISA_VARIANTS named by LOSSENGINE_ISA_VARIANTS (default all;
+    'none' for the baseline only) that this compiler targets."""
+    wanted = os.environ.get("LOSSENGINE_ISA_VARIANTS", "all").strip()
+    chosen = [v for v in ISA_VARIANTS if wanted == "all" or v[0] in wanted.split(",")]
+    return [(v, march) for v, march in chosen if compiles("int main(void){return 0;}", [march])]
 
 
 def render_templates():
@@ -120,7 +159,7 @@ def extensions():
         for pyx in sorted((HERE / "pyx").glob("*.pyx"))
         if not only or pyx.stem in only
     ]
-    return cythonize(
+    exts = cythonize(
         exts,
         include_path=[str(HERE / "pyx")],
         compiler_directives={
@@ -132,6 +171,29 @@ def extensions():
             "embedsignature": True,
         },
     )
+    return exts + variant_extensions(exts)
+
+
+def variant_extensions(exts: list) -> list:
+    """Each kernel module again per ISA variant (lossengine/_isa.py loads them): the same generated
+    C, so the module keeps its name and PyInit symbol and only its folder differs. Each variant
+    compiles a copy of the C file, so that every build has its own object file (parallel builds)."""
+    if os.environ.get("LOSSENGINE_SANITIZE", "").strip():
+        return []
+    variants, targets = [], isa_variants()
+    for ext in exts:
+        family = ext.name.rpartition(".")[2]
+        c_source = Path(ext.sources[0])
+        for variant, march in targets:
+            copy = c_source.parent / "_variants" / variant / c_source.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if not copy.exists() or copy.read_bytes() != c_source.read_bytes():
+                shutil.copyfile(c_source, copy)
+            variant_ext = Extension(f"lossengine._variants.{variant}.{family}", [str(copy)] + ext.sources[1:],
+                                    include_dirs=list(ext.include_dirs), define_macros=list(ext.define_macros))
+            variant_ext.le_march = march
+            variants.append(variant_ext)
+    return variants
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -31,6 +31,10 @@ def _require_compiled_kernels() -> None:
 
 _require_compiled_kernels()
 
+from . import _isa  # noqa: E402
+
+_isa.load_kernels(__name__)        # the best ISA variant of each kernel module (lossengine/_isa.py)
+
 from . import functional, registry  # noqa: E402
 from ._threads import get_num_threads, set_num_threads, threads
 from .base import Loss

@@ -42,7 +42,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def build_info() -> dict:
     """What ``lossengine info`` prints, as a dict (also used by the tests)."""
-    from . import __version__, _elementwise
+    from . import __version__, _elementwise, _isa
     from ._threads import get_num_threads
 
     return {
@@ -52,7 +52,8 @@ def build_info() -> dict:
         "omp_max_threads": _elementwise.max_threads(),
         "compiler": sysconfig.get_config_var("CC"),
         "compile flags": " ".join(_elementwise.compile_flags()),
-        "kernel variant": _kernel_variant(_elementwise.compile_flags()),
+        "kernel variant": _isa.describe(),
+        "variant target": _kernel_variant(_elementwise.compile_flags()),
         "fast path": "elementwise ElementwiseKernel.fast (C-contiguous native float32/float64 arrays of one "
                      "dtype and shape; everything else: the general path)",
         "numpy": np.__version__,
@@ -62,13 +63,9 @@ def build_info() -> dict:
 
 
 def _kernel_variant(flags: list[str]) -> str:
-    """The one kernel build this module holds (no runtime ISA dispatch yet): its -march target."""
+    """The -march target of one kernel build, from its compile flags."""
     march = [f.split("=", 1)[1] for f in flags if f.startswith("-march=")]
-    if not march:
-        return "baseline (compiler default ISA)"
-    if march[-1] == "native":
-        return "native (-march=native: the build machine's ISA, chosen at build time, not at run time)"
-    return f"{march[-1]} (chosen at build time)"
+    return march[-1] if march else "baseline (compiler default ISA)"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -125,4 +125,4 @@ def test_info_names_the_kernel_variant_from_the_compile_flags():
     assert _kernel_variant(["-O3", "-march=native"]).startswith("native")
     assert _kernel_variant(["-O3", "-march=x86-64-v3"]).startswith("x86-64-v3")
     assert _kernel_variant(["-O3"]).startswith("baseline")
-    assert build_info()["kernel variant"] == _kernel_variant(build_info()["compile flags"].split())
+    assert build_info()["variant target"] == _kernel_variant(build_info()["compile flags"].split())

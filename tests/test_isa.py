@@ -1,0 +1,81 @@
+"""The kernels' ISA variants (lossengine/_isa.py, setup.py): each built variant the CPU runs gives
+the baseline's numbers, is the one `lossengine info` names, and a variant the CPU lacks is never
+loaded."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lossengine as le
+from lossengine import _isa
+
+# Every built-in loss on its own sample inputs, float64, in a fresh process under one variant.
+PROBE = r"""
+import json, numpy as np, lossengine as le
+from lossengine import _elementwise, _isa
+from lossengine.losses import BUILTIN_LOSSES
+out = {"chosen": {f: v for f, (v, _) in _isa.chosen.items()}, "flags": list(_elementwise.compile_flags()),
+       "info": le.cli.build_info()["kernel variant"], "results": {}}
+for cls in BUILTIN_LOSSES:
+    arrays = cls.sample_inputs(np.random.default_rng(0), np.float64)
+    value, grads = cls().forward_backward(*arrays, wrt=cls.differentiable)
+    out["results"][cls.__name__] = [np.asarray(value).tolist()] + [np.asarray(g).tolist() for g in grads]
+print(json.dumps(out))
+"""
+
+
+def _run(variant: str) -> dict:
+    env = dict(os.environ, LOSSENGINE_ISA=variant)
+    done = subprocess.run([sys.executable, "-c", "import lossengine.cli\n" + PROBE], capture_output=True,
+                          text=True, env=env, check=True)
+    return json.loads(done.stdout)
+
+
+def _built_and_runnable() -> list[str]:
+    runnable = _isa.supported_variants()
+    return [v for v, _ in _isa.VARIANTS if v in runnable and all(_isa._variant_file(v, f) for f in _isa.FAMILIES)]
+
+
+def test_ci_builds_the_variants_this_cpu_runs():
+    # CI sets this: a packaging change that dropped lossengine/_variants would otherwise only
+    # show as a slower baseline.
+    if os.environ.get("LOSSENGINE_REQUIRE_ISA_VARIANTS") != "1":
+        pytest.skip("set LOSSENGINE_REQUIRE_ISA_VARIANTS=1 to require the variant builds")
+    best = _isa.supported_variants()[0]
+    if best == _isa.BASELINE:
+        pytest.skip("this CPU runs no variant")
+    assert best in _built_and_runnable()
+    assert {v for v, _ in _isa.chosen.values()} == {best} or os.environ.get(_isa.ENV)
+
+
+@pytest.mark.parametrize("variant", [v for v, _ in _isa.VARIANTS])
+def test_a_variant_gives_the_baselines_numbers(variant):
+    if variant not in _built_and_runnable():
+        pytest.skip(f"{variant} is not built or this CPU cannot run it")
+    baseline, ours = _run(_isa.BASELINE), _run(variant)
+    assert set(baseline["chosen"].values()) == {_isa.BASELINE} and set(ours["chosen"].values()) == {variant}
+    assert f"-march={variant.replace('_', '-')}" in ours["flags"]
+    assert not any(f.startswith("-march") for f in baseline["flags"])
+    assert ours["info"].startswith(variant) and baseline["info"].startswith(_isa.BASELINE)
+    for name, expected in baseline["results"].items():
+        for got, want in zip(ours["results"][name], expected):
+            # Only vector math (libmvec's exp/log against the scalar ones) may differ, in the last bits.
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-13, atol=1e-300,
+                                       err_msg=f"{name} under {variant}")
+
+
+def test_a_cpu_without_the_features_runs_the_baseline(monkeypatch):
+    monkeypatch.setattr(_isa, "cpu_features", lambda: {"AVX2": True, "FMA3": True})   # AVX without BMI etc.
+    assert _isa.supported_variants() == [_isa.BASELINE]
+
+
+def test_forcing_a_variant_the_cpu_lacks_warns_and_loads_nothing(monkeypatch):
+    monkeypatch.setenv(_isa.ENV, "x86_64_v9")
+    before = {f: sys.modules[f"lossengine.{f}"] for f in _isa.FAMILIES}
+    with pytest.warns(RuntimeWarning, match="LOSSENGINE_ISA='x86_64_v9' ignored"):
+        _isa.load_kernels("lossengine")
+    assert all(sys.modules[f"lossengine.{f}"] is m for f, m in before.items())
+    assert le.MSELoss()(np.ones(3), np.zeros(3)) == 1.0
