@@ -1,10 +1,11 @@
 """The embedding family: CosineEmbeddingLoss, TripletMarginLoss, TripletMarginWithDistanceLoss.
 
 Each loss is one declaration (options, argument domains, its kernel from the EMBEDDING table of
-pyx/embedding.pyx.tp); ``EmbeddingLoss`` is the family's plan: every row input (N, D), or (D,) for
-one unbatched row, of one shape — torch would broadcast a size-1 batch or feature axis between
-them; lossengine refuses mismatched shapes with the shapes named — and the per-row target of the
-cosine loss. (MarginRankingLoss, elementwise, is in lossengine/losses/elementwise.py.)
+pyx/embedding.pyx.tp); ``EmbeddingLoss`` is the family's plan: every row input of one shape — torch
+would broadcast a size-1 batch or feature axis between them; lossengine refuses mismatched shapes
+with the shapes named — and the per-row target of the cosine loss. The cosine loss takes (N, D)
+rows or one unbatched (D,) row, as torch; the triplet losses, as torch's, any shape, the rows along
+the last axis ((N, ..., D) gives a loss of shape (N, ...); a 0-d array is one row of one element). (MarginRankingLoss, elementwise, is in lossengine/losses/elementwise.py.)
 
 TripletMarginWithDistanceLoss takes its distance as torch does, with one difference forced by the
 absence of autograd: a distance must bring its gradient. ``distance_function`` is None or
@@ -39,7 +40,12 @@ class _Plan(NamedTuple):
 
 class EmbeddingLoss(FusedLoss):
     """A loss over rows of D values: per row, a distance or similarity between its inputs."""
-    decomposes: ClassVar[str] = "rows"       # each row's loss depends on that row only
+    # Each row's loss depends on that row only, its features the last axis (for 2-d rows the same as
+    # "rows"; the triplet losses' (N, ..., D) reduce the last axis, not axis 1).
+    decomposes: ClassVar[str] = "feature-rows"
+    # Whether the row inputs may have any number of dimensions, as torch's triplet losses take
+    # (pairwise_distance over the last axis); otherwise (N, D) or (D,), as cosine_embedding_loss.
+    any_batch_shape: ClassVar[bool] = False
     row_arguments: ClassVar[tuple[str, ...]] = ()
     target_argument: ClassVar[str | None] = None
     sample_shape = (4, 6)
@@ -52,25 +58,28 @@ class EmbeddingLoss(FusedLoss):
         given = [_arrays.float_array(name, a) for name, a in zip(self.arguments, arrays)]
         rows = given[:len(self.row_arguments)]
         first, ref = self.row_arguments[0], rows[0]
-        if ref.ndim not in (1, 2):
+        if not self.any_batch_shape and ref.ndim not in (1, 2):
             raise ValueError(f"{first} must be (N, D) rows or one unbatched (D,) row, got shape {ref.shape}")
         for name, arr in zip(self.row_arguments[1:], rows[1:]):
             if arr.shape != ref.shape:
                 raise ValueError(f"{name} must have the shape of {first}: {name} has shape {arr.shape}, "
                                  f"{first} has shape {ref.shape}")
         dtype = _arrays.compute_dtype(ref)
-        batched = ref.ndim == 2
-        n, D = ref.shape if batched else (1, ref.shape[0])
+        # The rows lie along the last axis: (..., D) is prod(...) rows, the loss of shape (...); one
+        # (D,) row is unbatched (loss shape ()); a 0-d array is one row of one element (torch's
+        # pairwise_distance reduces a 0-d difference over its "last axis": |x1 - x2 + eps|).
+        loss_shape = ref.shape[:-1] if ref.ndim >= 2 else ()
+        D = ref.shape[-1] if ref.ndim else 1
+        n = math.prod(loss_shape)
         target = None
         if self.target_argument is not None:
             t = given[self.arguments.index(self.target_argument)]
-            expected = (n,) if batched else ()
-            if t.shape != expected:
-                raise ValueError(f"{self.target_argument} must have shape {expected}: one value per row of "
+            if t.shape != loss_shape:
+                raise ValueError(f"{self.target_argument} must have shape {loss_shape}: one value per row of "
                                  f"{first} {ref.shape}; got shape {t.shape}")
             target = _arrays.contiguous(t, dtype).reshape(n)
         xs = [_arrays.contiguous(a, dtype).reshape(n, D) for a in rows]
-        return _Plan(dtype, (n,) if batched else (), given, xs, target, n, D)
+        return _Plan(dtype, loss_shape, given, xs, target, n, D)
 
     def _grad_buffer(self, plan: _Plan, name: str) -> np.ndarray:
         return np.empty((plan.n, plan.D), plan.dtype)
@@ -83,7 +92,7 @@ class EmbeddingLoss(FusedLoss):
         denominator = plan.n if mean and plan.loss_shape else 1
         total = kernel.run(plan.n, plan.D, plan.rows, plan.target, [grads.get(n) for n in self.row_arguments],
                            loss_out, upstream, scale / denominator if denominator else scale,
-                           get_num_threads(), PARALLEL_MIN_ELEMENTS)
+                           get_num_threads(), PARALLEL_MIN_ELEMENTS, plan.given[0].ndim == 0)
         if mean:
             return total / denominator if plan.n else math.nan
         return total
@@ -136,6 +145,7 @@ class TripletMarginLoss(EmbeddingLoss):
     arguments = ("anchor", "positive", "negative")
     differentiable = ("anchor", "positive", "negative")
     row_arguments = arguments
+    any_batch_shape = True
     options = (real("margin", 1.0, gt=0.0, examples=(0.5,)),
                Option("p", 2.0, _parse_p, "real", "> 0 and finite", (1.0, 3.0)),
                real("eps", 1e-6, ge=0.0, examples=(0.0,)), flag("swap"), reduction())
@@ -226,6 +236,7 @@ class TripletMarginWithDistanceLoss(EmbeddingLoss):
     arguments = ("anchor", "positive", "negative")
     differentiable = ("anchor", "positive", "negative")
     row_arguments = arguments
+    any_batch_shape = True
     options = (Option("distance_function", None, _parse_distance, "distance",
                       "None, 'euclidean', 'cosine' or a lossengine.Distance", ("cosine",), keyword_only=True,
                       kernel=False),

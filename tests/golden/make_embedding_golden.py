@@ -6,7 +6,8 @@ TripletMarginWithDistanceLoss with its named distances).
 
 Every case stores its inputs, so the test needs neither torch nor this generator's RNG. Cases: every
 loss x option example x reduction x dtype over random rows, plus edge rows (zero vectors, ties
-at the hinge, targets outside {1, -1}, unbatched rows). Imported by tests/test_embedding.py for
+at the hinge, targets outside {1, -1}, unbatched rows) and, for the triplet losses, (N, ..., D)
+and 0-d inputs. Imported by tests/test_embedding.py for
 CASES (the live-torch test reruns them against torch when it is installed).
 """
 from __future__ import annotations
@@ -39,6 +40,13 @@ def _inputs(kind: str, loss: str, dtype: str, rng: np.random.Generator) -> dict:
             return {"input1": x1[0].astype(dtype), "input2": x2[0].astype(dtype), "target": np.array(-1.0, dtype)}
         return {"input1": x1.astype(dtype), "input2": x2.astype(dtype), "target": y.astype(dtype)}
     a, p, q = rng.standard_normal((3, n, d))
+    if kind == "batched":
+        # (N, ..., D): torch's pairwise_distance reduces the last axis, the loss has shape (N, ...)
+        a, p, q = rng.standard_normal((3, 2, 3, d))
+    if kind == "scalar":
+        # 0-d: one element, |a - p + eps| through torch's power and root (not a (1,) row's shortcut)
+        return {"anchor": np.array(a[0, 0], dtype), "positive": np.array(p[0, 0], dtype),
+                "negative": np.array(q[0, 0], dtype)}
     if kind == "edge":
         p[0] = a[0]                                 # d(a, p) = ||eps||: the eps matters
         q[1] = p[1]                                 # swap tie: d(p, n) = 0
@@ -55,12 +63,12 @@ LOSSES = {
     "triplet_margin_loss": dict(cls="TripletMarginLoss", diff=("anchor", "positive", "negative"),
                                 grid=[{}, {"margin": 5.0}, {"margin": 5.0, "p": 1.0}, {"margin": 5.0, "p": 3.0},
                                       {"margin": 5.0, "swap": True}, {"margin": 0.5, "eps": 0.0}],
-                                kinds=("random", "edge", "unbatched")),
+                                kinds=("random", "edge", "unbatched", "batched", "scalar")),
     "triplet_margin_with_distance_loss": dict(cls="TripletMarginWithDistanceLoss",
                                               diff=("anchor", "positive", "negative"),
                                               grid=[{"margin": 5.0}, {"distance_function": "cosine", "margin": 1.5},
                                                     {"distance_function": "cosine", "margin": 1.5, "swap": True}],
-                                              kinds=("random", "edge")),
+                                              kinds=("random", "edge", "batched", "scalar")),
 }
 
 
@@ -69,6 +77,8 @@ def cases():
     for loss, spec in LOSSES.items():
         for options in spec["grid"]:
             for kind in spec["kinds"]:
+                if kind == "scalar" and options.get("distance_function") == "cosine":
+                    continue    # torch's cosine_similarity has no axis to reduce in a 0-d input
                 for reduction in REDUCTIONS:
                     for dtype in ("float64", "float32"):
                         out.append(dict(loss=loss, options=options, kind=kind, reduction=reduction, dtype=dtype))
@@ -84,7 +94,8 @@ def torch_reference(case: dict, inputs: dict):
     if case["loss"] == "triplet_margin_with_distance_loss":
         name = options.pop("distance_function", None)
         if name == "cosine":
-            options["distance_function"] = lambda x, y: 1.0 - F.cosine_similarity(x, y)
+            # over the last axis, as lossengine's (dim=1 by default: the same for (N, D) rows)
+            options["distance_function"] = lambda x, y: 1.0 - F.cosine_similarity(x, y, dim=-1)
     fn = getattr(F, case["loss"])
     value = fn(*tensors.values(), reduction=case["reduction"], **options)
     upstream = torch.full_like(value, 0.75) if value.dim() else torch.tensor(0.75, dtype=value.dtype)
