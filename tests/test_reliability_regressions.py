@@ -71,9 +71,6 @@ def test_ctc_gradient_of_a_nan_sample_is_nan_not_uninitialized_memory():
     np.testing.assert_array_equal(g[:, 1:], clean[:, 1:])
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property suite: the triplet losses refuse 0-d arrays, "
-                                       "which the README says work and torch computes "
-                                       "(KNOWN_DEFECTS['triplet_0d_refused'])")
 @pytest.mark.parametrize("name", ["triplet_margin_loss", "triplet_margin_with_distance_loss"])
 def test_triplet_losses_take_0d_arrays_as_torch(name):
     torch = pytest.importorskip("torch")
@@ -82,8 +79,6 @@ def test_triplet_losses_take_0d_arrays_as_torch(name):
     assert le.registry.get(name)()(a, p, n) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property suite's dev profile: the triplet losses' "
-                                       "distance overflows near 1e308 (KNOWN_DEFECTS['triplet_distance_overflow'])")
 @pytest.mark.parametrize("name", ["triplet_margin_loss", "triplet_margin_with_distance_loss"])
 def test_triplet_distance_near_max_double_matches_torch(name):
     # Shrunk by hypothesis: torch 2.13 gives ||a - p + eps|| - ||a - n + eps|| + 1 = 9.9999999e307.
