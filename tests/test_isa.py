@@ -27,10 +27,13 @@ print(json.dumps(out))
 """
 
 
-def _run(variant: str) -> dict:
+def _run(variant: str, folder) -> dict:
+    # Run from another folder: `python -c` puts the working directory first on sys.path, and CI's
+    # is the clone's root, whose unbuilt lossengine/ would shadow the installed one.
     env = dict(os.environ, LOSSENGINE_ISA=variant)
     done = subprocess.run([sys.executable, "-c", "import lossengine.cli\n" + PROBE], capture_output=True,
-                          text=True, env=env, check=True)
+                          text=True, env=env, cwd=folder)
+    assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
@@ -52,10 +55,10 @@ def test_ci_builds_the_variants_this_cpu_runs():
 
 
 @pytest.mark.parametrize("variant", [v for v, _ in _isa.VARIANTS])
-def test_a_variant_gives_the_baselines_numbers(variant):
+def test_a_variant_gives_the_baselines_numbers(variant, tmp_path):
     if variant not in _built_and_runnable():
         pytest.skip(f"{variant} is not built or this CPU cannot run it")
-    baseline, ours = _run(_isa.BASELINE), _run(variant)
+    baseline, ours = _run(_isa.BASELINE, tmp_path), _run(variant, tmp_path)
     assert set(baseline["chosen"].values()) == {_isa.BASELINE} and set(ours["chosen"].values()) == {variant}
     assert f"-march={variant.replace('_', '-')}" in ours["flags"]
     assert not any(f.startswith("-march") for f in baseline["flags"])
