@@ -73,12 +73,6 @@ def _torch_triplet_distance_overflows(case) -> bool:
 # in tests/test_reliability_regressions.py is a strict xfail). Remove an entry once its fix lands.
 # The fuzz harness (fuzz/fuzz_losses.py) skips them too.
 KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
-    # Found by test_equal_to_torch_where_torch_is_finite_on_extreme_values; not in issue #15's list.
-    "ce_prob_target_sum_overflow": (
-        "CrossEntropy with probability targets computes sum_c t_c (and g * t_sum) before combining, so a "
-        "row whose targets sum past 1.8e308 gives inf (value) and NaN/inf (gradient) where torch is finite",
-        lambda case: case.cls.name == "cross_entropy" and np.asarray(case.arrays[1]).dtype.kind == "f"
-        and _largest(case) > 1e300),
     # torch's distance overflows to inf where lossengine rescales the row (a documented deviation).
     "triplet_distance_finite_where_torch_overflows": (
         "documented deviation: a triplet row whose powers overflow has torch distance inf (gradient 0 through "

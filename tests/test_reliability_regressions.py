@@ -30,19 +30,27 @@ def test_mse_gradient_near_max_double_is_finite():
     assert g[0, 0] == pytest.approx(1e308 / 15 * 2, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="found by the property suite, not in issue #15's list: CrossEntropy's "
-                                       "probability-target kernel (_ce_prob) sums the weighted targets "
-                                       "before combining (KNOWN_DEFECTS['ce_prob_target_sum_overflow'])")
 def test_cross_entropy_probability_target_sum_overflow_matches_torch():
-    # Shrunk from test_equal_to_torch_where_torch_is_finite_on_extreme_values. torch 2.13:
+    # Shrunk from test_equal_to_torch_where_torch_is_finite_on_extreme_values (fixed). torch 2.13:
     # loss -sum_c t_c log p_c = 2 * 1e308 * log 2 / 2 = 6.93e307 ('mean' over 2 rows) and a zero
-    # input gradient (log_softmax's backward gets g = -t / 2 already scaled); lossengine: t_sum =
-    # 2e308 = inf, so the value is inf and the first row's gradient inf.
+    # input gradient (log_softmax's backward gets g = -t / 2 already scaled); lossengine summed
+    # t_sum = 2e308 = inf first, so the value was inf and the first row's gradient inf.
     x = np.zeros((2, 2))
     t = np.array([[1e308, 1e308], [0.5, 0.5]])
     value, grad = le.CrossEntropyLoss().forward_backward(x, t)
     assert value == pytest.approx(1e308 * np.log(2) + 0.5 * np.log(2), rel=1e-12)
     np.testing.assert_array_equal(grad, np.zeros((2, 2)))
+
+
+def test_cross_entropy_minus_inf_probability_target_on_the_max_logit_is_minus_inf_as_torch():
+    # Issue #15. torch 2.13: -sum_c t_c log p_c with t = -inf on the max logit (log p = -log s < 0)
+    # is -inf; the gradient is [nan, -inf, -inf] (log_softmax's backward: inf - p * inf). lossengine
+    # factored out t_sum * log s - sum_c t_c (x_c - m), where -inf * (x_max - m) = -inf * 0 = NaN.
+    x = np.array([[3.0, 1.0, 0.0]])
+    t = np.array([[-np.inf, 0.2, 0.3]])
+    value, grad = le.CrossEntropyLoss().forward_backward(x, t)
+    assert value == -np.inf
+    assert np.isnan(grad[0, 0]) and (grad[0, 1:] == -np.inf).all(), grad
 
 
 def test_multi_margin_p2_gradient_near_max_double_is_finite():
