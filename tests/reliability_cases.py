@@ -49,12 +49,31 @@ def _largest(case: Case) -> float:
     return max((float(v[np.isfinite(v)].max(initial=0.0)) for v in values), default=0.0)
 
 
+def _torch_cosine_norms_overflow(case) -> bool:
+    """A row of the "cosine" distance whose squared norm (or norm product) overflows: torch's norm
+    is inf there, so its cosine is 0 (distance 1) or NaN; lossengine rescales the row and returns
+    the true distance and its gradient."""
+    try:
+        xs = [np.asarray(a, np.float64) for a in case.arrays]
+    except (TypeError, ValueError, OverflowError):
+        return False
+    if any(x.shape != xs[0].shape for x in xs):
+        return False
+    with np.errstate(all="ignore"):
+        norms = [np.sqrt(np.sum(x * x, axis=-1)) for x in xs]
+        finite = [np.isfinite(x).all(axis=-1) for x in xs]
+        return any(((np.isinf(norms[i]) | np.isinf(np.maximum(norms[i], 1e-8) * np.maximum(norms[j], 1e-8)))
+                    & finite[i] & finite[j]).any() for i, j in [(0, 1), (0, 2), (1, 2)])
+
+
 def _torch_triplet_distance_overflows(case) -> bool:
     """A row computed through powers (0-d, or a last axis > 1; torch reduces a one-element axis to |v|)
     whose sum |x1 - x2 + eps|^p overflows: torch's distance is inf there and its gradient through it 0;
     lossengine rescales the row, so its value and gradient are the finite distance's."""
     if not case.cls.name.startswith("triplet_margin") or len(case.arrays) != 3:
         return False
+    if case.options.get("distance_function") == "cosine":
+        return _torch_cosine_norms_overflow(case)
     try:
         xs = [np.asarray(a, np.float64) for a in case.arrays]
         p, eps = float(case.options.get("p", 2.0)), float(case.options.get("eps", 1e-6))
@@ -76,7 +95,8 @@ KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
     # torch's distance overflows to inf where lossengine rescales the row (a documented deviation).
     "triplet_distance_finite_where_torch_overflows": (
         "documented deviation: a triplet row whose powers overflow has torch distance inf (gradient 0 through "
-        "it); lossengine's distance is finite (rescaled) and its gradient that distance's",
+        "it), or for the cosine distance a norm of inf (cosine 0 or NaN); lossengine's distance is the true, "
+        "finite one (the row rescaled) and its gradient that distance's",
         lambda case: _torch_triplet_distance_overflows(case)),
 }
 

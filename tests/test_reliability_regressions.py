@@ -115,3 +115,27 @@ def test_numpy_plugin_value_is_bit_identical_for_a_fortran_input():
         for reduction in ("mean", "sum"):
             crit = HalfSquare(reduction=reduction)
             assert crit(fx, ft).tobytes() == crit(x, t).tobytes(), (shape, reduction)
+
+
+def test_triplet_cosine_distance_of_rows_whose_norms_overflow_is_the_true_one():
+    # Found after the triplet rescaling (not in issue #15's list). torch 2.13's cosine_similarity
+    # divides by norms that overflow to inf: cosine 0 (distance 1), and NaN where the dot overflows
+    # too; lossengine gave NaN for a = [1e308, 1, 2], n = [3e307, -1, 1]. The cosine is invariant to
+    # scaling each row, so a row whose squares overflow is rescaled by its largest |v|: the value is
+    # the unscaled problem's and each gradient that problem's divided by the scale. A documented
+    # deviation where torch's norms are inf (KNOWN_DEFECTS['triplet_distance_finite_where_torch_overflows']).
+    rng = np.random.default_rng(1)
+    loss = le.TripletMarginWithDistanceLoss(distance_function="cosine", reduction="sum")
+    wrt = ("anchor", "positive", "negative")
+    rows = [rng.standard_normal((4, 7)) for _ in range(3)]
+    value, grads = loss.forward_backward(*rows, wrt=wrt)
+    for scale in (1e160, 1e300):
+        big_value, big_grads = loss.forward_backward(*(r * scale for r in rows), wrt=wrt)
+        assert big_value == pytest.approx(value, rel=1e-14)
+        for g, big in zip(grads, big_grads):
+            np.testing.assert_allclose(big * scale, g, rtol=1e-13, atol=1e-15)
+    value, grads = loss.forward_backward(np.array([1e308, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]),
+                                         np.array([3e307, -1.0, 1.0]), wrt=wrt)
+    cos_ap = 1.0 / np.sqrt(14.0)          # a . p / (|a| |p|) with a = 1e308 e_1 to 1e-308 relative
+    assert value == pytest.approx(1.0 + (1.0 - cos_ap) - 0.0, rel=1e-14)   # cos(a, n) = 1 to 1e-16
+    assert all(np.isfinite(g).all() for g in grads)
