@@ -422,6 +422,41 @@ class FusedLoss(Loss):
         return grad
 
 
+class FastPathLoss(FusedLoss):
+    """A family with a compiled shortcut for its common call: ``_fast(arrays, want_grad, grad_output,
+    out)`` returns (value, gradient wrt the first differentiable argument or None), or None when the
+    call is not one it covers (or its inputs hold something to report); ``__call__``, ``forward``,
+    ``backward`` and ``forward_backward`` offer it the call first (``wrt`` and ``value_out`` left
+    out), then take FusedLoss's general path, which stays the reference the shortcut must equal."""
+
+    def _fast(self, arrays: tuple, want_grad: bool, grad_output: Any, out: Any):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _fast()")
+
+    def __call__(self, *arrays: Any):
+        fast = self._fast(arrays, False, 1.0, None)
+        return fast[0] if fast is not None else super().__call__(*arrays)
+
+    def forward(self, *arrays: Any, out: Any = None):
+        fast = self._fast(arrays, False, 1.0, None) if out is None else None
+        return fast[0] if fast is not None else super().forward(*arrays, out=out)
+
+    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
+        fast = self._fast(arrays, True, grad_output, out) if wrt is None else None
+        return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
+
+    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
+                         value_out: Any = None):
+        fast = self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None else None
+        if fast is not None:
+            return fast
+        return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
+
+    __call__.__doc__ = FusedLoss.__call__.__doc__
+    forward.__doc__ = FusedLoss.forward.__doc__
+    backward.__doc__ = FusedLoss.backward.__doc__
+    forward_backward.__doc__ = FusedLoss.forward_backward.__doc__
+
+
 def losses_defined_in(namespace: dict) -> tuple[type, ...]:
     """The losses a family module defines, in definition order: its ``Loss`` subclasses that declare
     their own registry ``name`` (an alias such as NLLLoss2d, which inherits one, is not a second

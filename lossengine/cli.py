@@ -55,7 +55,8 @@ def build_info() -> dict:
         "kernel variant": _isa.describe(),
         "variant target": _kernel_variant(_elementwise.compile_flags()),
         "fast path": "elementwise ElementwiseKernel.fast (C-contiguous native float32/float64 arrays of one "
-                     "dtype and shape; everything else: the general path)",
+                     "dtype and shape), classification RowKernel.fast ((N, C) scores, (N,) int64 class "
+                     "indices); everything else: the general path",
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

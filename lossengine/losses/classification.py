@@ -7,8 +7,10 @@ float array of the input's layout, and the loss's shape. ``_compute`` then alloc
 outputs the call needs, runs one fused pass (targets validated first, in the kernel, before any row
 is touched) and shapes the results.
 
-The call path is kept short on purpose: at (64, 10) a call is a few microseconds, so the common case
-(C-contiguous native float arrays, scalar grad_output) skips every conversion it does not need.
+The call path is kept short on purpose: at (64, 10) a call is a few microseconds. The common call of
+the class-index losses ((N, C) scores and (N,) int64 targets, C-contiguous native arrays, a float
+grad_output, 'mean' or 'sum') takes the compiled fast path, RowKernel.fast, which checks that and runs
+the kernel with no Python in between; other calls skip every conversion they do not need.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from .. import _arrays, _classification
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FusedLoss, losses_defined_in
+from ..base import FastPathLoss, losses_defined_in
 from ..declaration import array, integer, real, reduction
 from ..domains import ClassIndex, Interval, LogSimplex, Simplex
 
@@ -89,7 +91,7 @@ def class_weight() -> Any:
     return array("weight", parse=_class_weight)
 
 
-class ClassificationLoss(FusedLoss):
+class ClassificationLoss(FastPathLoss):
     """A loss over class scores along one axis, with a per-position target."""
     # How the loss splits over chunks (lossengine.integrations.dask): along the leading (batch) axis,
     # each position's loss depending on its own row of classes and its target.
@@ -101,6 +103,12 @@ class ClassificationLoss(FusedLoss):
     sample_shape = (6, 4)
     # Classes owning a (C,) class-weight option store it in self.weight.
     weight: np.ndarray | None = None
+    # The kernel (lossengine._classification) of torch's class-index layout, (C,), (N, C) or
+    # (N, C, d1..dK) scores with (), (N,) or (N, d1..dK) int class indices, and what its 'mean' divides
+    # by (a key of _MEAN_OVER); None: the loss takes no such targets. The compiled fast path
+    # (RowKernel.fast) runs it on the common call.
+    index_kernel: ClassVar[type | None] = None
+    index_denominator: ClassVar[str] = "mean"
 
     def _options_parsed(self) -> None:
         self._weight_cache: dict = {}
@@ -125,6 +133,21 @@ class ClassificationLoss(FusedLoss):
             w = self.weight.astype(dtype).astype(np.float64)
             self._weight_cache[dtype] = w
         return w
+
+    # -- the fast path: the common call, one compiled check-and-run ----------------------------------
+    # (N, C) scores and (N,) class indices as C-contiguous native ndarrays (float32/float64, int64), a
+    # float grad_output, wrt and value_out left out, reduction 'mean' or 'sum': RowKernel.fast checks
+    # that in compiled code and runs index_kernel; anything else (or an invalid target, to be
+    # reported) takes the general path, FusedLoss._compute, unchanged.
+    def _fast(self, arrays: tuple, want_grad: bool, grad_output: Any, out: Any):
+        kernel, reduction = self.index_kernel, self.reduction
+        if kernel is None or (reduction != "mean" and reduction != "sum") or type(grad_output) is not float \
+                or len(arrays) != 2:
+            return None
+        mean_over = _MEAN_OVER[self.index_denominator if reduction == "mean" else reduction]
+        weights = None if self.weight is None else self._weight_cache
+        return self._kernel(kernel).fast(arrays[0], arrays[1], weights, want_grad, mean_over, grad_output, out,
+                                         get_num_threads(), PARALLEL_MIN_ELEMENTS)
 
     def _kernel(self, kernel_class: type):
         """The kernel for these options, built once per instance and kernel class; the options it
@@ -215,12 +238,17 @@ class _IndexTargetLoss(ClassificationLoss):
     """NLL and cross-entropy: weight and ignore_index, 'mean' weighted by w[target]."""
     options = (class_weight(), integer("ignore_index", -100, examples=(1,)), reduction())
     domains = {"target": ClassIndex("input", 1)}
+    index_denominator = "mean_weight"
 
-    def _index_layout(self, input: np.ndarray, target: Any, dtype: np.dtype, kernel: type) -> _Layout:
+    def _layout(self, input, target, dtype):
+        return self._index_layout(input, target, dtype)
+
+    def _index_layout(self, input: np.ndarray, target: Any, dtype: np.dtype, kernel: type | None = None) -> _Layout:
+        kernel = kernel or self.index_kernel
         target = _target(target)
         idx = _indices(target)
         n_pos, classes, stride, loss_shape = _index_layout_shapes(input, target, self.name)
-        return _Layout(kernel, "mean_weight", n_pos, classes, stride, _operand(input, dtype), None,
+        return _Layout(kernel, self.index_denominator, n_pos, classes, stride, _operand(input, dtype), None,
                        idx, loss_shape, dtype, target)
 
     def mean_denominator(self, input: Any, target: Any) -> float | None:
@@ -239,9 +267,7 @@ class NLLLoss(_IndexTargetLoss):
     """-weight[t] input[t] per position; 'mean' divides by the sum of weight[t] (ignored excluded)."""
     name = "nll_loss"
     domains = {"input": LogSimplex(1), "target": ClassIndex("input", 1)}
-
-    def _layout(self, input, target, dtype):
-        return self._index_layout(input, target, dtype, _classification.NLL)
+    index_kernel = _classification.NLL
 
     # Weighted and ignoring configurations: 'mean' is torch's weighted mean (see mean_denominator).
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5])}, {"ignore_index": 1},
@@ -266,6 +292,7 @@ class CrossEntropyLoss(_IndexTargetLoss):
     (the diagonal is what boosting uses, as scikit-learn's multinomial gradient_hessian)."""
     name = "cross_entropy"
     has_hessian = True
+    index_kernel = _classification.CrossEntropyIndex
     differentiable = ("input", "target")
     # ignore_index has no example here: the validator's samples include probability targets, for
     # which torch (and lossengine) refuse an ignore_index; NLLLoss exercises it.
@@ -294,7 +321,7 @@ class CrossEntropyLoss(_IndexTargetLoss):
                 f"target has the input's shape {input.shape}, so it must hold class probabilities "
                 f"(a float array), got dtype {t.dtype}"
             )
-        return self._index_layout(input, t, dtype, _classification.CrossEntropyIndex)
+        return self._index_layout(input, t, dtype)
 
     check_options = ({"label_smoothing": 0.2}, {"weight": np.array([0.5, 2.0, 1.0, 1.5]), "label_smoothing": 0.1})
 
@@ -315,6 +342,7 @@ class MultiMarginLoss(ClassificationLoss):
                class_weight(), reduction())
     domains = {"target": ClassIndex("input", 1)}
     sample_shape = (6, 5)
+    index_kernel = _classification.MultiMargin
 
     def _layout(self, input, target, dtype):
         target = _target(target)
@@ -325,7 +353,7 @@ class MultiMarginLoss(ClassificationLoss):
                 f"{self.name}: input of shape {input.shape} takes {n_pos} class-index target(s) "
                 f"({'(N,)' if input.ndim == 2 else '() or (1,)'}), got target of shape {target.shape}"
             )
-        return _Layout(_classification.MultiMargin, "mean", n_pos, classes, 1, _operand(input, dtype), None, idx,
+        return _Layout(self.index_kernel, self.index_denominator, n_pos, classes, 1, _operand(input, dtype), None, idx,
                        target.shape, dtype, target)
 
     check_options = ({"p": 2, "margin": 0.7, "weight": np.array([0.5, 2.0, 1.0, 1.5, 0.3])},)
@@ -411,9 +439,7 @@ class SoftmaxFocalLoss(_IndexTargetLoss):
     options = (real("gamma", 2.0, ge=0.0, examples=(0.0, 0.5, 1.0)), class_weight(),
                integer("ignore_index", -100, examples=(1,)), reduction())
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5]), "ignore_index": 2},)
-
-    def _layout(self, input, target, dtype):
-        return self._index_layout(input, target, dtype, _classification.SoftmaxFocal)
+    index_kernel = _classification.SoftmaxFocal
 
 
 class Poly1CrossEntropyLoss(_IndexTargetLoss):
@@ -431,9 +457,7 @@ class Poly1CrossEntropyLoss(_IndexTargetLoss):
     options = ((real("epsilon", 1.0, examples=(-0.5, 2.0)),) + _IndexTargetLoss.options
                + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),))
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5]), "label_smoothing": 0.1, "ignore_index": 1},)
-
-    def _layout(self, input, target, dtype):
-        return self._index_layout(input, target, dtype, _classification.Poly1CrossEntropy)
+    index_kernel = _classification.Poly1CrossEntropy
 
 
 class TverskyLoss(ClassificationLoss):

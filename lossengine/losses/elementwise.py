@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _arrays, _elementwise
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
-from ..base import FusedLoss, losses_defined_in
+from ..base import FastPathLoss, FusedLoss, losses_defined_in
 from ..declaration import array, flag, real, reduction
 from ..domains import Interval, LogSimplex, Positive, Real, Signs, Simplex
 
@@ -33,7 +33,7 @@ class _Plan(NamedTuple):
     operands: list                  # kernel operands: arguments, then option arrays
 
 
-class ElementwiseLoss(FusedLoss):
+class ElementwiseLoss(FastPathLoss):
     """A loss whose value at each element depends only on the arguments' values at that element."""
     # How the loss splits over chunks of its arguments (lossengine.integrations.dask): any chunking,
     # each element's loss depends on that element only.
@@ -111,30 +111,7 @@ class ElementwiseLoss(FusedLoss):
                     return result
         return super().gradient_hessian(*arrays, out=out)
 
-    def __call__(self, *arrays: Any):
-        fast = self._fast(arrays, False, 1.0, None)
-        return fast[0] if fast is not None else super().__call__(*arrays)
-
-    def forward(self, *arrays: Any, out: Any = None):
-        fast = self._fast(arrays, False, 1.0, None) if out is None else None
-        return fast[0] if fast is not None else super().forward(*arrays, out=out)
-
-    def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None else None
-        return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
-
-    def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
-                         value_out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None else None
-        if fast is not None:
-            return fast
-        return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
-
     gradient_hessian.__doc__ = FusedLoss.gradient_hessian.__doc__
-    __call__.__doc__ = FusedLoss.__call__.__doc__
-    forward.__doc__ = FusedLoss.forward.__doc__
-    backward.__doc__ = FusedLoss.backward.__doc__
-    forward_backward.__doc__ = FusedLoss.forward_backward.__doc__
 
     # -- the family's hooks --------------------------------------------------------------------
     def _effective_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
