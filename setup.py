@@ -161,7 +161,7 @@ def extensions():
     ]
     exts = cythonize(
         exts,
-        include_path=[str(HERE / "pyx")],
+        include_path=[str(HERE / "pyx"), str(HERE)],   # HERE: lossengine/*.pxd shared with plugins
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -45,8 +45,11 @@ def plugin_build_options() -> dict:
     """What a compiled plugin's setup.py needs to build like a built-in kernel: ``include_path``
     for cythonize, ``extra_compile_args`` and ``extra_link_args`` for its Extension. The flags are the
     ones this lossengine was compiled with (optimization, target CPU, libmvec vector math), minus
-    OpenMP: the threads are the driver's, and a plugin's functions run inside them."""
+    OpenMP's runtime: the threads are the driver's, and a plugin's functions run inside them (only
+    ``-fopenmp-simd``, for the simd loops of lossengine/row_math.pxd)."""
     flags = [f for f in _elementwise.compile_flags() if f != "-fopenmp"]
+    if "-fopenmp" in _elementwise.compile_flags():
+        flags.append("-fopenmp-simd")   # lossengine/row_math.pxd's simd reductions; no OpenMP runtime
     return {
         "include_path": [get_include()],
         "extra_compile_args": flags,

@@ -3,10 +3,8 @@
 from libc.math cimport exp, log
 from libc.stdint cimport int64_t
 
+from lossengine.row_math cimport expf_nonpositive, row_maxf
 from lossengine.rowwise_api cimport row_f32_fn_capsule, row_fn_capsule
-
-cdef extern from "math.h":
-    float expf(float) noexcept nogil   # libmvec's vector expf when lossengine's flags enable it (rowwise_api.pxd)
 
 
 cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* params,
@@ -62,38 +60,26 @@ cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* p
 
 cdef double am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, const double* params,
                            float* grad) noexcept nogil:
-    # The same in float32 for float32 inputs (8 lanes per AVX2 vector instead of 4): z and its exps
-    # in float, every sum, max z - z_t and the log in double, so the loss keeps float32 accuracy
-    # relative to its size (a small loss is not a difference of two large floats).
-    cdef float s = <float>params[0]
+    # The same in float32 for float32 inputs, shaped as the built-in cross-entropy's float32 row:
+    # max and exp (lossengine/row_math.pxd: both vectorize, 16 lanes wide with AVX-512), sum,
+    # scale; no pass that only stores z. Every sum, max z - z_t and the log are in double, so the
+    # loss keeps float32 accuracy relative to its size (a small loss is not a difference of two
+    # large floats). The shift M = max(s max_j x_j, z_t) >= max z, as in the double form.
+    cdef float s = <float>params[0], fmax, xmax
     cdef double zt = params[0] * (<double>x[t] - params[1]), zmax, total, inv
-    cdef float fmax, z
-    cdef float lane[8]
     cdef double acc[8]
     cdef Py_ssize_t j, l, c8 = C - C % 8
-    for l in range(8):
-        lane[l] = <float>zt
-    for j in range(0, c8, 8):
-        for l in range(8):
-            z = s * x[j + l]
-            grad[j + l] = z
-            lane[l] = z if z > lane[l] else lane[l]
-    fmax = <float>zt
-    for l in range(8):
-        fmax = lane[l] if lane[l] > fmax else fmax
-    for j in range(c8, C):
-        z = s * x[j]
-        grad[j] = z
-        fmax = z if z > fmax else fmax
-    zmax = fmax
-    if params[0] * params[1] > 50.0:
+    xmax = row_maxf(x, C)
+    zmax = s * xmax
+    zmax = zt if zt > zmax else zmax
+    if params[0] * params[1] > 50.0:     # M - max z <= s m: past 50 take the exact max (never in practice)
         zmax = zt
         for j in range(C):
             if j != t:
-                zmax = grad[j] if grad[j] > zmax else zmax
-        fmax = <float>zmax
+                zmax = s * x[j] if s * x[j] > zmax else zmax
+    fmax = <float>zmax
     for j in range(C):
-        grad[j] = expf(grad[j] - fmax)
+        grad[j] = expf_nonpositive(s * x[j] - fmax)
     grad[t] = <float>exp(zt - zmax)     # z_t's exp from the double difference
     for l in range(8):
         acc[l] = 0.0
