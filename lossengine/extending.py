@@ -228,11 +228,15 @@ class CompiledRowLoss(_IndexTargetLoss):
 
     Class attributes: ``row_function``, the PyCapsule from the plugin's ``row_fn_capsule(fn)``;
     optionally ``row_function_float32``, from ``row_f32_fn_capsule(fn32)``, the same function over
-    float32 rows (float32 inputs then take it: twice the vector lanes); plus ``name`` as for any loss.
+    float32 rows (float32 inputs then take it: twice the vector lanes), or
+    ``row_function_float32_scaled``, from ``row_f32_scaled_fn_capsule(fn)``, the float32 form that
+    also applies the gradient's scale (float32 inputs take it first: the driver then writes no pass
+    of its own over the row); plus ``name`` as for any loss.
     """
 
     row_function: ClassVar[Any] = None
     row_function_float32: ClassVar[Any] = None
+    row_function_float32_scaled: ClassVar[Any] = None
     options = (class_weight(), integer("ignore_index", -100, examples=(1,)), reduction())
     reference: ClassVar[str] = "plugin"
 
@@ -252,5 +256,6 @@ class CompiledRowLoss(_IndexTargetLoss):
         if cached is None or cached[0] != key:
             cls = type(self)
             cached = self._kernels[kernel_class] = (key, kernel_class(cls.row_function, params, self.ignore_index,
-                                                                      cls.row_function_float32))
+                                                                      cls.row_function_float32,
+                                                                      cls.row_function_float32_scaled))
         return cached[1]

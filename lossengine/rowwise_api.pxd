@@ -27,6 +27,15 @@
 #
 #     ROW_F32 = row_f32_fn_capsule(my_row_f32)  # CompiledRowLoss.row_function_float32
 #
+# Or, for float32 inputs, the scaled form (``row_f32_scaled_fn``: the same arguments plus ``scale``;
+# it writes grad[c] = scale * d loss / d x[c] and still returns the unscaled loss), for
+# CompiledRowLoss.row_function_float32_scaled, which float32 inputs then take instead. The driver
+# hands it the row's whole gradient coefficient (w[target] * grad_output, and 'mean''s 1/sum of
+# weights) and, for (N, C) inputs, the output row itself as grad: a row function that scales in its
+# last pass anyway (softmax's 1/sum) saves the driver's pass over the row.
+#
+#     ROW_F32_SCALED = row_f32_scaled_fn_capsule(my_row_f32_scaled)
+#
 # Contract of a row function (the driver relies on every point):
 # - x points at the row's C >= 1 scores, contiguous, as doubles whatever the input's dtype (a
 #   float32 row or a strided (N, C, d1..dK) position is gathered into a double scratch row first).
@@ -55,6 +64,7 @@ cdef extern from *:
     """
     #define LOSSENGINE_ROW_FN_CAPSULE_NAME "lossengine.rowwise_api.row_fn.v1"
     #define LOSSENGINE_ROW_F32_FN_CAPSULE_NAME "lossengine.rowwise_api.row_f32_fn.v1"
+    #define LOSSENGINE_ROW_F32_SCALED_FN_CAPSULE_NAME "lossengine.rowwise_api.row_f32_scaled_fn.v1"
     #if defined(__GNUC__) && defined(__x86_64__) && defined(LE_USE_LIBMVEC)
     /* As in lossengine's own kernels: glibc's libmvec has vector variants of these, which math.h
        declares only under -ffast-math. Declared here (the plugin's build defines LE_USE_LIBMVEC and
@@ -70,9 +80,12 @@ cdef extern from *:
     """
     const char* ROW_FN_CAPSULE_NAME "LOSSENGINE_ROW_FN_CAPSULE_NAME"
     const char* ROW_F32_FN_CAPSULE_NAME "LOSSENGINE_ROW_F32_FN_CAPSULE_NAME"
+    const char* ROW_F32_SCALED_FN_CAPSULE_NAME "LOSSENGINE_ROW_F32_SCALED_FN_CAPSULE_NAME"
 
 ctypedef double (*row_fn)(Py_ssize_t C, const double* x, int64_t target, const double* params, double* grad) noexcept nogil
 ctypedef double (*row_f32_fn)(Py_ssize_t C, const float* x, int64_t target, const double* params, float* grad) noexcept nogil
+ctypedef double (*row_f32_scaled_fn)(Py_ssize_t C, const float* x, int64_t target, const double* params,
+                                     double scale, float* grad) noexcept nogil
 
 
 cdef inline object row_fn_capsule(row_fn fn):
@@ -83,3 +96,8 @@ cdef inline object row_fn_capsule(row_fn fn):
 cdef inline object row_f32_fn_capsule(row_f32_fn fn):
     """Wrap ``fn`` for a CompiledRowLoss's optional ``row_function_float32`` class attribute."""
     return PyCapsule_New(<void*>fn, ROW_F32_FN_CAPSULE_NAME, NULL)
+
+
+cdef inline object row_f32_scaled_fn_capsule(row_f32_scaled_fn fn):
+    """Wrap ``fn`` for a CompiledRowLoss's optional ``row_function_float32_scaled`` class attribute."""
+    return PyCapsule_New(<void*>fn, ROW_F32_SCALED_FN_CAPSULE_NAME, NULL)

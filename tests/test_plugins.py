@@ -563,6 +563,13 @@ def test_row_plugin_refuses_a_foreign_capsule():
                                         "'lossengine.rowwise_api.row_f32_fn.v1'.*row_fn.v1"):
         WrongFloat32()(x, t)
 
+    class WrongScaled(RowSelfTest):
+        row_function_float32_scaled = RowSelfTest.row_function
+
+    with pytest.raises(TypeError, match="row_function_float32_scaled must be a PyCapsule named "
+                                        "'lossengine.rowwise_api.row_f32_scaled_fn.v1'.*row_fn.v1"):
+        WrongScaled()(x, t)
+
 
 @pytest.mark.parametrize("typedef, capsule, ftype", [("row_fn", "ROW_CAPSULE_NAME", "double"),
                                                     ("row_f32_fn", "ROW_F32_CAPSULE_NAME", "float")])
@@ -576,6 +583,18 @@ def test_public_row_pxd_agrees_with_the_driver(typedef, capsule, ftype):
     pyx = package.parent / "pyx" / "classification.pyx.tp"
     if pyx.exists():                          # a source checkout
         assert f"ctypedef double (*{typedef}){signature}" in pyx.read_text()
+
+
+def test_public_row_pxd_scaled_form_agrees_with_the_driver():
+    package = Path(le.__file__).parent
+    pxd = " ".join((package / "rowwise_api.pxd").read_text().split())
+    assert f'"{_classification.ROW_F32_SCALED_CAPSULE_NAME}"' in pxd
+    signature = ("ctypedef double (*row_f32_scaled_fn)(Py_ssize_t C, const float* x, int64_t target, "
+                 "const double* params, double scale, float* grad) noexcept nogil")
+    assert signature in pxd
+    pyx = package.parent / "pyx" / "classification.pyx.tp"
+    if pyx.exists():                          # a source checkout
+        assert signature in " ".join(pyx.read_text().split())
 
 
 def _am_softmax_reference(x, t, s, m):
@@ -614,6 +633,37 @@ def test_amsoftmax_plugin_matches_a_numpy_reference(shape, scale, margin, dtype)
     np.testing.assert_allclose(grad, np.expand_dims(go * wt, 1) * ref_grad, rtol=10 * rtol, atol=atol)
     mean = loss_cls(scale, margin, w)(x.astype(dtype), t)
     np.testing.assert_allclose(mean, np.sum(wt * ref_loss) / np.sum(wt), rtol=rtol)
+
+
+@pytest.mark.parametrize("shape", [(50, 10), (6, 7, 3, 2)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_amsoftmax_scaled_float32_row_agrees_with_the_unscaled_one(shape, reduction):
+    # float32 inputs take row_function_float32_scaled (the driver's coefficient applied inside, the
+    # output row written directly for (N, C)); without it they take row_function_float32 and the
+    # driver scales. Same math, rounded once instead of twice: equal to float32 rounding.
+    _installed("lossengine-amsoftmax")
+    loss_cls = le.registry.get("am_softmax_loss")
+    assert loss_cls.row_function_float32_scaled is not None
+
+    class Unscaled(loss_cls):
+        name = "am_softmax_unscaled"
+        row_function_float32_scaled = None
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    t.flat[0] = 1                                       # ignored below
+    w = rng.uniform(0.5, 2.0, shape[1])
+    go = np.float32(0.7) if reduction != "none" else rng.uniform(0.5, 1.5, t.shape).astype(np.float32)
+    kwargs = dict(weight=w, ignore_index=1, reduction=reduction)
+    got = loss_cls(**kwargs).forward_backward(x, t, grad_output=go)
+    want = Unscaled(**kwargs).forward_backward(x, t, grad_output=go)
+    # The target class's entry s (p_t - 1) cancels: its float32 error is a few ulp of s times the
+    # coefficient (weight 2 x grad_output 1.5 at most), about 3e-5 with s = 30.
+    for a, b in zip(got, want):
+        assert np.asarray(a).dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=4 * np.finfo(np.float32).eps * 30 * 3)
+    assert (got[1][(0, slice(None)) + (0,) * (len(shape) - 2)] == 0).all()   # the ignored position
 
 
 def test_amsoftmax_plugin_without_margin_is_scaled_cross_entropy():

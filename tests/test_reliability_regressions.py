@@ -53,6 +53,33 @@ def test_cross_entropy_minus_inf_probability_target_on_the_max_logit_is_minus_in
     assert np.isnan(grad[0, 0]) and (grad[0, 1:] == -np.inf).all(), grad
 
 
+def test_cross_entropy_weighted_probability_target_near_max_double_is_finite():
+    # Shrunk by hypothesis's "dev" profile from test_equal_to_torch_where_torch_is_finite_on_extreme_values
+    # (issue #15). torch 2.13 computes -(log_softmax(x) * t * w) and autograd takes that product
+    # apart as ((g / N) w) t: with t = 1e308 and w = 2 every factor stays finite. lossengine formed
+    # w t = 2e308 = inf first (value and gradient inf/NaN). Expected values: torch 2.13.
+    x = np.zeros((2, 4))
+    x[0, 3] = np.log(4.5)                          # p_3 = 0.6: log p_3 * t * w stays below 1.8e308
+    t = np.full((2, 4), 0.25)
+    t[0] = [0.0, 0.0, 0.0, 1e308]
+    value, grad = le.CrossEntropyLoss(weight=np.array([0.25, 0.5, 1.0, 2.0])).forward_backward(x, t)
+    assert value == pytest.approx(5.108256237659906e307, rel=1e-12)
+    np.testing.assert_allclose(grad[0], [1.3333333333333332e307] * 3 + [-3.999999999999999e307], rtol=1e-12)
+    np.testing.assert_allclose(grad[1], [0.0859375, 0.0546875, -0.0078125, -0.1328125], rtol=1e-12)
+
+
+def test_multi_margin_weighted_terms_near_max_double_sum_finite():
+    # Shrunk by hypothesis's "dev" profile from test_equal_to_torch_where_torch_is_finite_on_extreme_values
+    # (issue #15). torch 2.13 weights each hinge term before summing (h *= weight[target]): four
+    # terms of 1e308 under a weight of 0.25 sum to 1e308, / C = 2e307. lossengine summed the terms
+    # first (4e308 = inf), then weighted. Expected values: torch 2.13.
+    x = np.zeros((1, 5))
+    x[0, 0] = -1e308
+    value, grad = le.MultiMarginLoss(weight=np.array([0.25, 1.0, 1.0, 1.0, 1.5])).forward_backward(x, np.array([0]))
+    assert value == pytest.approx(2e307, rel=1e-12)
+    np.testing.assert_allclose(grad, [[-0.2, 0.05, 0.05, 0.05, 0.05]], rtol=1e-12)
+
+
 def test_multi_margin_p2_gradient_near_max_double_is_finite():
     # Shrunk from test_equal_to_torch_where_torch_is_finite_on_extreme_values. torch 2.13: the
     # value is inf (z^2 overflows) but the gradient 2 (1 + 1e308) / 15 = 1.3333e307 is finite.

@@ -17,7 +17,7 @@ import lossengine as le
 from lossengine.declaration import real
 from lossengine.domains import ClassIndex, Interval
 
-from ._kernel import AM_SOFTMAX, AM_SOFTMAX_F32
+from ._kernel import AM_SOFTMAX, AM_SOFTMAX_F32, AM_SOFTMAX_F32_SCALED
 
 __all__ = ["AMSoftmaxLoss"]
 
@@ -31,6 +31,7 @@ class AMSoftmaxLoss(le.CompiledRowLoss):
                ) + le.CompiledRowLoss.options
     row_function = AM_SOFTMAX
     row_function_float32 = AM_SOFTMAX_F32      # float32 inputs: the same math in float32 lanes
+    row_function_float32_scaled = AM_SOFTMAX_F32_SCALED   # ... applying the gradient's scale: taken first
     domains = {"input": Interval(-1.0, 1.0), "target": ClassIndex("input", 1)}
     check_options = ({"scale": 64.0, "margin": 0.5}, {"weight": np.array([0.5, 2.0, 1.0, 1.5]), "ignore_index": 2})
 

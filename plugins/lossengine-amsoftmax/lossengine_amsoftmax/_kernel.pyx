@@ -4,7 +4,7 @@ from libc.math cimport exp, log
 from libc.stdint cimport int64_t
 
 from lossengine.row_math cimport expf_nonpositive, row_maxf
-from lossengine.rowwise_api cimport row_f32_fn_capsule, row_fn_capsule
+from lossengine.rowwise_api cimport row_f32_fn_capsule, row_f32_scaled_fn_capsule, row_fn_capsule
 
 
 cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* params,
@@ -58,8 +58,8 @@ cdef double am_softmax(Py_ssize_t C, const double* x, int64_t t, const double* p
     return log(total) - (zt - zmax)
 
 
-cdef double am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, const double* params,
-                           float* grad) noexcept nogil:
+cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, const double* params,
+                                   double scale, float* grad) noexcept nogil:
     # The same in float32 for float32 inputs, shaped as the built-in cross-entropy's float32 row:
     # max and exp (lossengine/row_math.pxd: both vectorize, 16 lanes wide with AVX-512), sum,
     # scale; no pass that only stores z. Every sum, max z - z_t and the log are in double, so the
@@ -89,12 +89,27 @@ cdef double am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, const double
     total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
     for j in range(c8, C):
         total += grad[j]
-    inv = params[0] / total
+    # pass 4: the gradient scale s (softmax - onehot), times the driver's coefficient (1 for the
+    # unscaled form) in the same multiply
+    inv = scale * params[0] / total
     for j in range(C):
         grad[j] = <float>(inv * grad[j])
-    grad[t] = <float>(<double>grad[t] - params[0])
+    grad[t] = <float>(<double>grad[t] - scale * params[0])
     return log(total) - (zt - zmax)
+
+
+cdef double am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, const double* params,
+                           float* grad) noexcept nogil:
+    return _am_softmax_f32(C, x, t, params, 1.0, grad)
+
+
+cdef double am_softmax_f32_scaled(Py_ssize_t C, const float* x, int64_t t, const double* params,
+                                  double scale, float* grad) noexcept nogil:
+    # The scaled form (rowwise_api.pxd): the driver passes the row's gradient coefficient and, for
+    # (N, C) inputs, the output row as grad, so it makes no pass of its own over the row.
+    return _am_softmax_f32(C, x, t, params, scale, grad)
 
 
 AM_SOFTMAX = row_fn_capsule(am_softmax)
 AM_SOFTMAX_F32 = row_f32_fn_capsule(am_softmax_f32)
+AM_SOFTMAX_F32_SCALED = row_f32_scaled_fn_capsule(am_softmax_f32_scaled)
