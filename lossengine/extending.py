@@ -47,8 +47,9 @@ def plugin_build_options() -> dict:
     ones this lossengine was compiled with (optimization, target CPU, libmvec vector math), minus
     OpenMP's runtime: the threads are the driver's, and a plugin's functions run inside them (only
     ``-fopenmp-simd``, for the simd loops of lossengine/row_math.pxd)."""
-    flags = [f for f in _elementwise.compile_flags() if f != "-fopenmp"]
-    if "-fopenmp" in _elementwise.compile_flags():
+    built_with = _elementwise.compile_flags()
+    flags = [f for f in built_with if f != "-fopenmp"]
+    if "-fopenmp" in built_with:
         flags.append("-fopenmp-simd")   # lossengine/row_math.pxd's simd reductions; no OpenMP runtime
     if any(f.startswith("--param=") for f in flags):   # GCC
         # for_each_element's loop (elementwise_api.pxd) reads two or more operands and the params and

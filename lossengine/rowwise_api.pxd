@@ -22,8 +22,9 @@
 # params and the returned loss stay double), for CompiledRowLoss.row_function_float32: float32
 # inputs then reach it without widening, and its loops run twice as many lanes per vector (libmvec's
 # expf/logf below, or lossengine/row_math.pxd's expf_nonpositive and row_maxf, the built-in
-# cross-entropy's own float32 exp and row max). It must agree with the double form to float32 accuracy (the validator holds
-# float32 results to the float64 ones); float64 inputs always take the double form.
+# cross-entropy's own float32 exp and row max). It must agree with the double form to float32
+# accuracy (the validator holds float32 results to the float64 ones); float64 inputs always take
+# the double form.
 #
 #     ROW_F32 = row_f32_fn_capsule(my_row_f32)  # CompiledRowLoss.row_function_float32
 #
