@@ -635,6 +635,23 @@ def test_amsoftmax_plugin_matches_a_numpy_reference(shape, scale, margin, dtype)
     np.testing.assert_allclose(mean, np.sum(wt * ref_loss) / np.sum(wt), rtol=rtol)
 
 
+@pytest.mark.parametrize("margin", [0.2, 0.399, 0.401, 1.0])
+def test_amsoftmax_float32_row_with_the_target_on_the_max_score(margin):
+    # The float32 row sums exp(s x_t - M) with the other classes and swaps it for e_t afterwards
+    # when s m <= 12 (scale 30: margin 0.399), and stores e_t before the sum past that (0.401).
+    # With the target's score the row's max, slot t is the largest term, exp(s m) times e_t: the
+    # swap's cancellation is at its worst, and small losses (margin 0.2: about 1e-5) show it.
+    _installed("lossengine-amsoftmax")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1.0, 0.5, (200, 100)).astype(np.float32)
+    t = rng.integers(0, 100, 200)
+    x[np.arange(200), t] = 1.0
+    value, grad = le.registry.get("am_softmax_loss")(30.0, margin, reduction="none").forward_backward(x, t)
+    ref_loss, ref_grad = _am_softmax_reference(x.astype(np.float64), t, 30.0, margin)
+    np.testing.assert_allclose(value, ref_loss, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-6 * 30.0)
+
+
 @pytest.mark.parametrize("shape", [(50, 10), (6, 7, 3, 2)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_amsoftmax_scaled_float32_row_agrees_with_the_unscaled_one(shape, reduction):

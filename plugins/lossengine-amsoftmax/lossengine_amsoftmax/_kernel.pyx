@@ -62,13 +62,22 @@ cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, cons
                                    double scale, float* grad) noexcept nogil:
     # The same in float32 for float32 inputs, shaped as the built-in cross-entropy's float32 row:
     # max and exp (lossengine/row_math.pxd: both vectorize, 16 lanes wide with AVX-512), sum,
-    # scale; no pass that only stores z. Every sum, max z - z_t and the log are in double, so the
-    # loss keeps float32 accuracy relative to its size (a small loss is not a difference of two
+    # scale; no pass that only stores z. Every sum, max z - z_t, e_t and the log are in double, so
+    # the loss keeps float32 accuracy relative to its size (a small loss is not a difference of two
     # large floats). The shift M = max(s max_j x_j, z_t) >= max z, as in the double form.
+    #
+    # Class t's margin stays out of the vector loops: its slot gets exp(s x_t - M) like every other
+    # class, the lane sum takes it in, and the scalar total then swaps it for e_t = exp(z_t - M).
+    # Storing e_t into grad[t] before the sum instead costs each row ~10% at C = 100: the sum's
+    # vector load cannot take the scalar store's value by forwarding and waits for it (and the exp
+    # behind it) to retire. The swap loses at most ~ulp(total) * (1 + exp(s m)) relative to the
+    # true sum (slot t is exp(s m) times e_t); up to s m = 12 that is below 4e-11. Past that (only
+    # large margins, s m > 12) e_t is stored before the sum, exactly as before.
     cdef float s = <float>params[0], fmax, xmax
-    cdef double zt = params[0] * (<double>x[t] - params[1]), zmax, total, inv
+    cdef double zt = params[0] * (<double>x[t] - params[1]), zmax, total, tail = 0.0, inv, et
     cdef double acc[8]
     cdef Py_ssize_t j, l, c8 = C - C % 8
+    cdef bint large_margin = params[0] * params[1] > 12.0
     xmax = row_maxf(x, C)
     zmax = s * xmax
     zmax = zt if zt > zmax else zmax
@@ -78,23 +87,27 @@ cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, cons
             if j != t:
                 zmax = s * x[j] if s * x[j] > zmax else zmax
     fmax = <float>zmax
+    et = exp(zt - zmax)
     for j in range(C):
         grad[j] = expf_nonpositive(s * x[j] - fmax)
-    grad[t] = <float>exp(zt - zmax)     # z_t's exp from the double difference
+    if large_margin:
+        grad[t] = <float>et
     for l in range(8):
         acc[l] = 0.0
     for j in range(0, c8, 8):
         for l in range(8):
             acc[l] += grad[j + l]
-    total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
     for j in range(c8, C):
-        total += grad[j]
-    # pass 4: the gradient scale s (softmax - onehot), times the driver's coefficient (1 for the
-    # unscaled form) in the same multiply
+        tail += grad[j]
+    total = (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail
+    if not large_margin:
+        total = (total - <double>grad[t]) + et
+    # the gradient scale s (softmax - onehot), times the driver's coefficient (1 for the unscaled
+    # form) in the same multiply
     inv = scale * params[0] / total
     for j in range(C):
         grad[j] = <float>(inv * grad[j])
-    grad[t] = <float>(<double>grad[t] - scale * params[0])
+    grad[t] = <float>(inv * et - scale * params[0])
     return log(total) - (zt - zmax)
 
 
