@@ -637,18 +637,23 @@ def test_amsoftmax_plugin_matches_a_numpy_reference(shape, scale, margin, dtype)
 
 @pytest.mark.parametrize("margin", [0.2, 0.399, 0.401, 1.0])
 def test_amsoftmax_float32_row_with_the_target_on_the_max_score(margin):
-    # The float32 row sums exp(s x_t - M) with the other classes and swaps it for e_t afterwards
-    # when s m <= 12 (scale 30: margin 0.399), and stores e_t before the sum past that (0.401).
-    # With the target's score the row's max, slot t is the largest term, exp(s m) times e_t: the
-    # swap's cancellation is at its worst, and small losses (margin 0.2: about 1e-5) show it.
+    # The float32 row sums exp(s x_t - M) with the other classes and swaps it for the double e_t
+    # afterwards; when s m > 12 (scale 30: margin 0.401, not 0.399) it stores <float>e_t into slot
+    # t first. With the target's score the row's max, slot t is the largest term, exp(s m) times
+    # e_t: the swap's cancellation is at its worst. A quarter of the rows have the others' scores
+    # at 0, whose terms (exp(-s) each) are lost to the 1 in slot t without the switch (relative
+    # error ~1e-4 at margin 1.0), a quarter at -1, whose losses are far below the float32 rounding
+    # of e_t (a float e_t in the sum is ~6e-8 off; the loss stays within 1e-9 of float64).
     _installed("lossengine-amsoftmax")
     rng = np.random.default_rng(3)
     x = rng.uniform(-1.0, 0.5, (200, 100)).astype(np.float32)
+    x[100:150] = 0.0
+    x[150:] = -1.0
     t = rng.integers(0, 100, 200)
     x[np.arange(200), t] = 1.0
     value, grad = le.registry.get("am_softmax_loss")(30.0, margin, reduction="none").forward_backward(x, t)
     ref_loss, ref_grad = _am_softmax_reference(x.astype(np.float64), t, 30.0, margin)
-    np.testing.assert_allclose(value, ref_loss, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(value, ref_loss, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-6 * 30.0)
 
 

@@ -72,7 +72,8 @@ cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, cons
     # vector load cannot take the scalar store's value by forwarding and waits for it (and the exp
     # behind it) to retire. The swap loses at most ~ulp(total) * (1 + exp(s m)) relative to the
     # true sum (slot t is exp(s m) times e_t); up to s m = 12 that is below 4e-11. Past that (only
-    # large margins, s m > 12) e_t is stored before the sum, exactly as before.
+    # large margins, s m > 12) <float>e_t is stored into slot t before the sum, and the same swap
+    # replaces it by the double e_t without cancellation.
     cdef float s = <float>params[0], fmax, xmax
     cdef double zt = params[0] * (<double>x[t] - params[1]), zmax, total, tail = 0.0, inv, et
     cdef double acc[8]
@@ -100,8 +101,8 @@ cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, cons
     for j in range(c8, C):
         tail += grad[j]
     total = (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail
-    if not large_margin:
-        total = (total - <double>grad[t]) + et
+    # slot t's float term out, the double e_t in: exact for the stored <float>e_t, bounded above
+    total = (total - <double>grad[t]) + et
     # the gradient scale s (softmax - onehot), times the driver's coefficient (1 for the unscaled
     # form) in the same multiply
     inv = scale * params[0] / total
