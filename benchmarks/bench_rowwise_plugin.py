@@ -4,10 +4,11 @@
     pytest benchmarks/bench_rowwise_plugin.py --benchmark-enable --benchmark-group-by=param:shape
 
 Times forward_backward (value + input gradient, reduction='mean', float32) of lossengine-amsoftmax's
-am_softmax_loss (one exp per class, the row function compiled in the plugin, in double: the row API
-hands it doubles) against the built-in cross_entropy (one exp per class, float32 rows through its
-vectorized float32 exp). The two do the same work per class, so the ratio is the route's cost:
-the float32 -> double row conversion, the call through a pointer, double-width exps. Median of
+am_softmax_loss (one exp per class; float32 rows take its scaled float32 row function, compiled in
+the plugin with lossengine.plugin_build_options() and sharing lossengine/row_math.pxd's float32 exp
+and row max) against the built-in cross_entropy (one exp per class, the same float32 exp). The two
+do the same work per class, so the ratio is the route's cost (the call through a pointer) plus
+what the margin adds per row: z_t and its exp in double, the scale multiply. Median of
 --repeat calls, the losses taking turns (lossengine.bench.interleaved_medians); ratio = plugin / built-in.
 """
 import argparse
