@@ -101,7 +101,7 @@ cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, cons
     for j in range(c8, C):
         tail += grad[j]
     total = (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail
-    # slot t's float term out, the double e_t in: exact for the stored <float>e_t, bounded above
+    # slot t's float term out, the double e_t in (the bound above; no cancellation for a stored e_t)
     total = (total - <double>grad[t]) + et
     # the gradient scale s (softmax - onehot), times the driver's coefficient (1 for the unscaled
     # form) in the same multiply
