@@ -78,11 +78,12 @@ cdef inline double _am_softmax_f32(Py_ssize_t C, const float* x, int64_t t, cons
     cdef double zt = params[0] * (<double>x[t] - params[1]), zmax, total, tail = 0.0, inv, et
     cdef double acc[8]
     cdef Py_ssize_t j, l, c8 = C - C % 8
-    cdef bint large_margin = params[0] * params[1] > 12.0
+    cdef double sm = params[0] * params[1]
+    cdef bint large_margin = sm > 12.0
     xmax = row_maxf(x, C)
     zmax = s * xmax
     zmax = zt if zt > zmax else zmax
-    if params[0] * params[1] > 50.0:     # M - max z <= s m: past 50 take the exact max (never in practice)
+    if sm > 50.0:     # M - max z <= s m: past 50 take the exact max (never in practice)
         zmax = zt
         for j in range(C):
             if j != t:
