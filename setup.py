@@ -10,7 +10,7 @@ not tied to the build machine. LOSSENGINE_ISA_VARIANTS=none builds the baseline 
 picks some). glibc's libmvec vector math is used when the probe finds it. Set
 LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
 LOSSENGINE_SANITIZE=address,undefined builds the kernels with those sanitizers (tests/README-style
-command to run under them: docs/sanitizers.md).
+command to run under them: .ci/sanitize, described in docs/reliability.md).
 """
 import os
 import re

@@ -42,7 +42,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ._threads import MAX_THREADS
+
 PEERS = ("torch", "jax", "sklearn", "numpy")
+# The engine name ``--baseline``'s loss is timed under (lossengine computing another loss).
+BASELINE = "baseline"
 # A timing whose interquartile range exceeds this fraction of its median is flagged as untrustworthy.
 NOISY_SPREAD = 0.25
 SETTLE_SECONDS = 0.05
@@ -438,16 +442,25 @@ class Case:
 
     def shape_for(self, size) -> tuple:
         example = self.sizes[-1]
-        rank = len(example) if isinstance(example, tuple) else 1
         if isinstance(size, tuple):
-            if len(size) != rank:
-                like = "element counts" if rank == 1 else "shapes like " + "x".join(map(str, example))
-                raise ValueError(f"{self.loss} takes {like}, got {'x'.join(map(str, size))}")
+            if not self.takes(size):
+                like = "element counts" if self.rank == 1 else "shapes like " + _size_text(example)
+                raise ValueError(f"{self.loss} takes {like}, got {_size_text(size)}")
             return size
-        if rank == 1:
+        if self.rank == 1:
             return (size,)
         rest = example[1:]
         return (max(1, size // math.prod(rest)),) + rest
+
+    @property
+    def rank(self) -> int:
+        example = self.sizes[-1]
+        return len(example) if isinstance(example, tuple) else 1
+
+    def takes(self, size) -> bool:
+        """Whether ``size`` has this case's own form: an element count for a 1-D case, a shape of
+        its rank otherwise."""
+        return len(size) == self.rank if isinstance(size, tuple) else self.rank == 1
 
     def make_inputs(self, shape: tuple, dtype) -> tuple:
         if self.inputs is None:     # a registered loss without a declared case: its own samples
@@ -495,6 +508,37 @@ CASES: list[Case] = [
     Case("nll_loss", _scores_and_labels, sizes=_SHAPES, quick=False,
          jax=_jax(_nll_jax), numpy=_numpy(_nll_np), no_peer={"sklearn": _NO_SKLEARN}),
 ]
+
+
+def sizes_per_case(cases: Sequence[Case], sizes: Sequence) -> tuple[dict[int, list[tuple]], list[str]]:
+    """Each case's shapes for the ``--sizes`` asked (keyed by the case's index in ``cases``), and
+    notes: a case takes the sizes of its own form (element counts for elementwise losses, rows x
+    classes for classification, ...), so one run can mix families
+    (``mse_loss cross_entropy --sizes 1e5,4096x1000``). A case given element counts only, though it
+    takes shapes, has them scaled along its first axis, and a note says so. ValueError for a size
+    that fits none of the cases, or a case that no size fits."""
+    per_case: dict[int, list[tuple]] = {}
+    notes, used = [], set()
+    for k, case in enumerate(cases):
+        own = [s for s in sizes if case.takes(s)]
+        if not own and all(not isinstance(s, tuple) for s in sizes):
+            own = list(sizes)
+            shapes = [case.shape_for(s) for s in own]
+            notes.append(f"{case.label}: element counts {', '.join(map(str, own))} scaled to its "
+                         f"{case.rank}-D shapes {', '.join('x'.join(map(str, s)) for s in shapes)}")
+        if not own:
+            case.shape_for(next(s for s in sizes if not case.takes(s)))     # raises, naming the form
+        per_case[k] = [case.shape_for(s) for s in own]
+        used.update(own)
+    for size in sizes:
+        if size not in used:
+            raise ValueError(f"--sizes: {_size_text(size)} fits none of the losses asked "
+                             f"({', '.join(sorted({c.loss for c in cases}))})")
+    return per_case, notes
+
+
+def _size_text(size) -> str:
+    return "x".join(map(str, size)) if isinstance(size, tuple) else str(size)
 
 
 def _loss_class(name: str) -> type | None:
@@ -641,15 +685,18 @@ def _progress(stream, enabled: bool):
 
 def run_benchmarks(cases: Sequence[Case], sizes: Sequence | None = None, dtype: Any = np.float32,
                    peers: Sequence[str] = PEERS, threads: int | None = None, repeat: int | None = None,
-                   budget: float = 0.1, progress: bool = False) -> dict:
-    """Measure every case at every size; everything ``--json`` writes (see ``main``)."""
+                   budget: float = 0.1, progress: bool = False, baseline: Case | None = None) -> dict:
+    """Measure every case at every size; everything ``--json`` writes (see ``main``). ``baseline``:
+    a case timed beside each case at its size (``--baseline``)."""
     from ._threads import get_num_threads
 
     dtype = np.dtype(dtype)
     threads = threads or get_num_threads()
     unavailable = {p: why for p in peers if (why := _installed(p)) is not None}
     active = [p for p in peers if p not in unavailable]
-    plan = [(case, case.shape_for(s)) for case in cases for s in (sizes or case.sizes)]
+    per_case = sizes_per_case(cases, sizes)[0] if sizes else {k: [c.shape_for(s) for s in c.sizes]
+                                                               for k, c in enumerate(cases)}
+    plan = [(case, shape) for k, case in enumerate(cases) for shape in per_case[k]]
     show = _progress(sys.stderr, progress)
     rows = []
     started = time.perf_counter()
@@ -658,7 +705,7 @@ def run_benchmarks(cases: Sequence[Case], sizes: Sequence | None = None, dtype: 
         for k, (case, shape) in enumerate(plan, 1):
             show(f"[{k}/{len(plan)}] {case.label} {'x'.join(map(str, shape))}  "
                  f"({time.perf_counter() - started:.0f} s)")
-            rows.append(_run_case(case, shape, dtype, peers, threads, repeat, budget))
+            rows.append(_run_case(case, shape, dtype, peers, threads, repeat, budget, baseline))
         show("", final=True)
     ratios = [r["ratio"] for r in rows if r.get("ratio")]
     return {
@@ -667,6 +714,7 @@ def run_benchmarks(cases: Sequence[Case], sizes: Sequence | None = None, dtype: 
         "unavailable_peers": unavailable, "versions": _versions(active),
         "noisy_spread": NOISY_SPREAD, "seconds": time.perf_counter() - started,
         "geomean_ratio": math.exp(statistics.fmean(map(math.log, ratios))) if ratios else None,
+        "baseline": baseline.label if baseline is not None else None,
         "cases": rows,
     }
 
@@ -733,8 +781,13 @@ def prepare(case: Case, shape: tuple, dtype: Any = np.float32, peers: Sequence[s
     return prepared
 
 
-def _run_case(case, shape, dtype, peers, threads, repeat, budget) -> dict:
+def _run_case(case, shape, dtype, peers, threads, repeat, budget, baseline: Case | None = None) -> dict:
     p = prepare(case, shape, dtype, peers, threads)
+    if baseline is not None and not p.error:
+        reference = _loss_class(baseline.loss)(**baseline.options)
+        base_arrays = baseline.make_inputs(baseline.shape_for(shape[0] if len(shape) == 1 else shape), dtype)
+        p.engines[BASELINE] = lambda: reference.forward_backward(*base_arrays)
+        p.first[BASELINE] = _timed(p.engines[BASELINE])[1]
     shape = np.shape(p.arrays[0])
     row: dict = {"loss": case.loss, "label": case.label, "options": case.options,
                  "shape": list(shape), "elements": math.prod(shape),
@@ -750,7 +803,9 @@ def _run_case(case, shape, dtype, peers, threads, repeat, budget) -> dict:
     samples = interleaved_times(p.engines, reps, warmup={name: t < LONG_CALL for name, t in seconds.items()})
     row["results"] = {name: {**summarize(t), "samples": t} for name, t in samples.items()}
     medians = {name: r["median"] for name, r in row["results"].items()}
-    peer_medians = {e: m for e, m in medians.items() if e != "lossengine"}
+    if BASELINE in medians:
+        row["baseline_ratio"] = medians[BASELINE] / medians["lossengine"]
+    peer_medians = {e: m for e, m in medians.items() if e not in ("lossengine", BASELINE)}
     if peer_medians:
         fastest = min(peer_medians, key=peer_medians.get)
         row["fastest_peer"] = fastest
@@ -790,7 +845,10 @@ def format_table(report: dict, markdown: bool = False) -> str:
     """The results as a text (or Markdown) table: median and spread per engine, the fastest peer and
     the ratio fastest peer / lossengine."""
     engines = ["lossengine"] + [p for p in report["peers"] if p not in report["unavailable_peers"]]
-    header = ["case", "size"] + engines + ["fastest peer", "ratio"]
+    baseline = report.get("baseline")
+    if baseline:
+        engines.append(BASELINE)
+    header = ["case", "size"] + engines + ["fastest peer", "ratio"] + ([f"vs {baseline}"] if baseline else [])
     lines = []
     for row in report["cases"]:
         cells = [row["label"], _size_label(row)]
@@ -801,6 +859,8 @@ def format_table(report: dict, markdown: bool = False) -> str:
         if "error" in row:
             cells[2] = "error"
         cells += [row.get("fastest_peer", "-"), f"{row['ratio']:.2f}x" if row.get("ratio") else "-"]
+        if baseline:
+            cells.append(f"{row['baseline_ratio']:.2f}x" if row.get("baseline_ratio") else "-")
         lines.append(cells)
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -814,8 +874,11 @@ def format_report(report: dict, notes: Sequence[str] = (), markdown: bool = Fals
     out = [f"lossengine bench: {report['what']}, {report['dtype']}",
            f"threads: {threads}",
            "each cell: median of interleaved calls (interquartile range as % of the median)",
-           "ratio = fastest peer's median / lossengine's (> 1: lossengine is faster)", "",
-           format_table(report, markdown)]
+           "ratio = fastest peer's median / lossengine's (> 1: lossengine is faster)"]
+    if report.get("baseline"):
+        out.append(f"vs {report['baseline']} = its median (lossengine, same size, interleaved) / the case's "
+                   f"(> 1: the case is faster)")
+    out += ["", format_table(report, markdown)]
     out += ["", "inputs (N, C: as in the size column):"] + [f"  {label}: {text}" for label, text in _input_shapes(report)]
     if report["geomean_ratio"]:
         out += ["", f"geometric mean of the ratios: {report['geomean_ratio']:.2f}x"]
@@ -938,6 +1001,9 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compare", default=",".join(PEERS),
                    help=f"comma-separated peers to compare with (default: {','.join(PEERS)})")
     p.add_argument("--repeat", help="timed calls per engine and case (default: as many as fit ~0.1 s)")
+    p.add_argument("--baseline", metavar="NAME",
+                   help="also time loss NAME (a plugin's or a built-in) at each case's size, interleaved, and "
+                        "report each case's time relative to it")
     p.add_argument("--json", metavar="FILE", help="write every number (all call times) to FILE")
     p.add_argument("--plot", metavar="FILE.png", help="plot time against size per engine (needs matplotlib)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -990,13 +1056,57 @@ def _options(args: argparse.Namespace) -> dict:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install 'lossengine[plot]'") from None
+    threads = _positive_int("--threads", args.threads)
+    if threads is not None and threads > MAX_THREADS:
+        raise ValueError(f"--threads: expected at most {MAX_THREADS}, got {threads}")
+    repeat = _positive_int("--repeat", args.repeat)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _check_writable(option, path)
     cases, notes = select_cases(args.names)
     sizes = _parse_sizes(args.sizes) if args.sizes else None
-    for case in cases:
-        for s in sizes or ():
-            case.shape_for(s)
+    if sizes and cases:
+        notes += sizes_per_case(cases, sizes)[1]
+    baseline = _baseline_case(args.baseline, cases) if args.baseline else None
     return {"cases": cases, "notes": notes, "sizes": sizes, "dtype": np.dtype(args.dtype), "peers": peers,
-            "threads": _positive_int("--threads", args.threads), "repeat": _positive_int("--repeat", args.repeat)}
+            "threads": threads, "repeat": repeat, "baseline": baseline}
+
+
+def _check_writable(option: str, path: str) -> None:
+    """Before the run, not after it: open ``path`` for appending (creating it, then removing what
+    was created), so an unwritable path costs no benchmark time."""
+    existed = os.path.lexists(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is a folder; expected a file path")
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option}: cannot write {path!r}: {exc.strerror or exc}") from None
+    if not existed:
+        os.unlink(path)
+
+
+def _baseline_case(name: str, cases: Sequence[Case]) -> Case:
+    """The case ``--baseline NAME`` times beside every case (its first case when it has several), so
+    any loss, a plugin's too, can be the reference. It must take the same form of size as each case
+    it is compared with."""
+    try:
+        matches, _ = select_cases([name])
+    except ValueError as exc:
+        raise ValueError(f"--baseline: {exc}") from None
+    if not matches:
+        raise ValueError(f"--baseline: {name!r} is not registered in this build")
+    baseline = matches[0]
+    for case in cases:
+        if case.rank != baseline.rank:
+            raise ValueError(f"--baseline: {baseline.loss} takes {_form(baseline)}, but {case.loss} "
+                             f"takes {_form(case)}; compare losses of one form")
+    return baseline
+
+
+def _form(case: Case) -> str:
+    return "element counts" if case.rank == 1 else f"{case.rank}-D shapes"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -1013,7 +1123,7 @@ def main(args: argparse.Namespace) -> int:
         print("\n".join(["lossengine bench: nothing to run"] + opts["notes"]), file=sys.stderr)
         return 2
     report = run_benchmarks(opts["cases"], opts["sizes"], opts["dtype"], opts["peers"], opts["threads"],
-                            opts["repeat"], progress=not args.quiet)
+                            opts["repeat"], progress=not args.quiet, baseline=opts["baseline"])
     report["arguments"] = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
     report["notes"] = opts["notes"]
     print(format_report(report, opts["notes"], args.markdown))

@@ -85,6 +85,13 @@ def test_json_holds_every_number(tmp_path):
     (("--compare", "torch,tensorflow"), "--compare: unknown peer 'tensorflow'"),
     (("--repeat", "x"), "--repeat: expected a positive integer, got 'x'"),
     (("--threads", "0"), "--threads: expected a positive integer, got '0'"),
+    (("--threads", "5000"), "--threads: expected at most 1024, got 5000"),
+    (("--json", "/nonexistent-folder/b.json"), "--json: cannot write '/nonexistent-folder/b.json'"),
+    (("--plot", "/"), "--plot: '/' is a folder; expected a file path"),
+    (("mse_loss", "--sizes", "300,4x50"), "--sizes: 4x50 fits none of the losses asked (mse_loss)"),
+    (("mse_loss", "--baseline", "nope"), "--baseline: no loss named 'nope'"),
+    (("mse_loss", "--baseline", "cross_entropy"),
+     "--baseline: cross_entropy takes 2-D shapes, but mse_loss takes element counts"),
     (("--no-such-flag",), "unrecognized arguments: --no-such-flag"),
     (("--sizes",), "argument --sizes: expected one argument"),
 ])
@@ -235,3 +242,47 @@ def test_summary_statistics():
     assert s["median"] == 3.0 and s["q1"] == 2.0 and s["q3"] == 4.0 and s["spread"] == pytest.approx(2 / 3)
     assert s["min"] == 1.0 and s["max"] == 100.0 and s["calls"] == 5
     assert bench.summarize([2.0])["spread"] == 0.0
+
+
+def test_each_family_takes_its_own_sizes(tmp_path):
+    # element counts go to the elementwise case, rows x classes to cross-entropy: one run, no reshaping
+    out = tmp_path / "b.json"
+    proc = run_bench("mse_loss", "cross_entropy", *quick("--sizes", "300,4x50", "--compare", "numpy",
+                                                        "--json", str(out)))
+    assert proc.returncode == 0, proc.stderr
+    shapes = [(c["label"], c["shape"]) for c in json.loads(out.read_text())["cases"]]
+    assert shapes == [("MSELoss", [300]), ("CrossEntropyLoss", [4, 50]),
+                      ("CrossEntropyLoss(label_smoothing=0.1)", [4, 50])]
+    assert "scaled" not in proc.stdout
+
+
+def test_counts_given_to_a_shaped_case_are_scaled_with_a_note():
+    proc = run_bench("cross_entropy", *quick("--sizes", "300", "--compare", "numpy"))
+    assert proc.returncode == 0, proc.stderr
+    assert "CrossEntropyLoss: element counts 300 scaled to its 2-D shapes 3x100" in proc.stdout
+
+
+def test_any_loss_can_be_the_baseline(tmp_path):
+    # --baseline times the named loss (lossengine computing it) beside each case, at the same size
+    out = tmp_path / "b.json"
+    proc = run_bench("l1_loss", *quick("--sizes", "300", "--compare", "numpy", "--baseline", "mse_loss",
+                                       "--json", str(out)))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["baseline"] == "MSELoss"
+    (row,) = report["cases"]
+    assert set(row["results"]) == {"lossengine", "numpy", "baseline"}
+    assert row["results"]["baseline"]["calls"] >= 3
+    assert row["baseline_ratio"] == pytest.approx(row["results"]["baseline"]["median"]
+                                                  / row["results"]["lossengine"]["median"])
+    assert row["fastest_peer"] == "numpy"       # the baseline is not a peer
+    assert "vs MSELoss" in proc.stdout
+
+
+def test_output_paths_are_checked_before_the_run_and_left_as_found(tmp_path):
+    target = tmp_path / "b.json"
+    proc = run_bench("mse_loss", *quick("--sizes", "100", "--compare", "numpy", "--json", str(target),
+                                        "--plot", str(tmp_path / "missing" / "b.png")))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--plot: cannot write" in proc.stderr
+    assert not target.exists()      # the writability probe of --json removed the file it created
