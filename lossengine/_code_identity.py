@@ -24,7 +24,6 @@ inside a function get no key: their behaviour can hang on closure cells that dif
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import marshal
 import os
 import stat
@@ -45,24 +44,28 @@ def file_digest(path: str) -> bytes:
     """The file's sha256, memoized by (path, size, mtime). File times tick coarsely (a few ms), so
     a file modified within the last seconds could be rewritten with the same size and time: such a
     file is hashed every time, as git treats its "racily clean" entries. A non-regular file (a FIFO
-    would block the read forever) is opened without blocking and stands for its type only."""
+    would block a read forever) stands for its type only, and is never opened for reading."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        return f"non-regular file, mode {stat.S_IFMT(info.st_mode):o}".encode()
+    key = (path, info.st_size, info.st_mtime_ns)
+    digest = _file_digests.get(key)
+    if digest is not None:
+        return digest
+    # Opened without blocking and checked again: the path may have been swapped for a FIFO since.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return f"non-regular file, mode {stat.S_IFMT(info.st_mode):o}".encode()
-        key = (path, info.st_size, info.st_mtime_ns)
-        digest = _file_digests.get(key)
-        if digest is None:
-            h = hashlib.sha256()
-            while chunk := os.read(fd, 1 << 20):
-                h.update(chunk)
-            digest = h.digest()
-            if time.time_ns() - info.st_mtime_ns > _RACY_NS:
-                _file_digests[key] = digest
-        return digest
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b"non-regular file"
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        digest = h.digest()
     finally:
         os.close(fd)
+    if time.time_ns() - info.st_mtime_ns > _RACY_NS:
+        _file_digests[key] = digest
+    return digest
 
 
 def package_files(root: str) -> list[str]:
@@ -75,23 +78,33 @@ def package_files(root: str) -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def _distributions_of(top_level: str) -> tuple[str, ...]:
-    return tuple(importlib.metadata.packages_distributions().get(top_level, ()))
-
-
-def _distribution_files(top_level: str) -> list[str]:
-    """The files the installed distribution(s) providing ``top_level`` list (RECORD)."""
-    found = []
-    for name in _distributions_of(top_level):
+def _installed_files(folder: str) -> dict[str, tuple[str, ...]]:
+    """For the distributions installed in ``folder`` (its ``*.dist-info``), each top-level name they
+    provide -> every file they list (RECORD), bytecode left out. Read once per folder per process:
+    ``importlib.metadata.packages_distributions()`` parses every installed distribution's metadata
+    (0.3 s with 90 installed), where one folder's RECORD files take milliseconds."""
+    owners: dict[str, list[str]] = {}
+    try:
+        infos = sorted(n for n in os.listdir(folder) if n.endswith(".dist-info"))
+    except OSError:
+        return {}
+    for info in infos:
         try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
+            with open(os.path.join(folder, info, "RECORD"), encoding="utf-8") as f:
+                listed = [line.rsplit(",", 2)[0] for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError):
             continue
-        for entry in dist.files or ():
-            path = str(dist.locate_file(entry))
-            if not path.endswith(_SKIPPED_SUFFIXES) and "__pycache__" not in entry.parts and os.path.isfile(path):
-                found.append(os.path.abspath(path))
-    return found
+        files = [os.path.normpath(os.path.join(folder, entry)) for entry in listed
+                 if not entry.endswith(_SKIPPED_SUFFIXES) and "__pycache__" not in entry]
+        for top in {entry.split("/", 1)[0].removesuffix(".py") for entry in listed}:
+            owners.setdefault(top, []).extend(files)
+    return {top: tuple(files) for top, files in owners.items()}
+
+
+def _distribution_files(top_level: str, own: str) -> list[str]:
+    """The files the distribution(s) installed beside the top-level module ``own`` list."""
+    folder = os.path.dirname(os.path.abspath(own))
+    return [f for f in _installed_files(folder).get(top_level, ()) if os.path.isfile(f)]
 
 
 def module_files(module_name: str) -> list[str] | None:
@@ -106,7 +119,7 @@ def module_files(module_name: str) -> list[str] | None:
     roots = list(getattr(top, "__path__", None) or [])
     if roots:
         return [f for root in roots for f in package_files(root)]
-    return sorted({os.path.abspath(own), *_distribution_files(top_name)})
+    return sorted({os.path.abspath(own), *_distribution_files(top_name, own)})
 
 
 def _value_digest(value, h, seen: set) -> None:
