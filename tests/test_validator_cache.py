@@ -76,16 +76,22 @@ def test_changed_source_changes_the_key(plugin, tmp_path):
     assert validation._cache_key(edited.CachedSquared) not in (None, key)
 
 
-def test_a_changed_helper_module_or_kernel_of_the_package_changes_the_key(tmp_path, monkeypatch):
-    # The class's own file is unchanged; the helper it calls and a compiled kernel beside it are
-    # part of the plugin's code, so either changing must invalidate the stored verdict.
-    package = tmp_path / "src" / "cached_pkg"
+def _package(tmp_path, monkeypatch, name):
+    """A plugin package ``name`` (CachedSquared in loss.py) under tmp_path/src, on sys.path."""
+    package = tmp_path / "src" / name
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("from .loss import CachedSquared\n")
     (package / "loss.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    return package
+
+
+def test_a_changed_helper_module_or_kernel_of_the_package_changes_the_key(tmp_path, monkeypatch):
+    # The class's own file is unchanged; the helper it calls and a compiled kernel beside it are
+    # part of the plugin's code, so either changing must invalidate the stored verdict.
+    package = _package(tmp_path, monkeypatch, "cached_pkg")
     (package / "helpers.py").write_text("SCALE = 2.0\n")
     (package / "_kernel.so").write_bytes(b"\x7fELF one build")
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
     keys = []
     for edit in (None, lambda: (package / "helpers.py").write_text("SCALE = 3.0\n"),
                  lambda: (package / "_kernel.so").write_bytes(b"\x7fELF another build")):
@@ -186,12 +192,8 @@ def _fresh_import(name):
 
 
 def test_a_data_file_the_plugin_reads_is_part_of_the_key(tmp_path, monkeypatch):
-    package = tmp_path / "src" / "cached_data_pkg"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("from .loss import CachedSquared\n")
-    (package / "loss.py").write_text(PLUGIN)
+    package = _package(tmp_path, monkeypatch, "cached_data_pkg")
     (package / "params.json").write_text('{"scale": 2.0}')
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
     before = validation._cache_key(_fresh_import("cached_data_pkg").CachedSquared)
     (package / "params.json").write_text('{"scale": 3.0}')
     after = validation._cache_key(_fresh_import("cached_data_pkg").CachedSquared)
@@ -201,13 +203,10 @@ def test_a_data_file_the_plugin_reads_is_part_of_the_key(tmp_path, monkeypatch):
 
 
 def test_every_file_of_a_large_package_is_part_of_the_key(tmp_path, monkeypatch):
-    package = tmp_path / "src" / "cached_big_pkg"
-    (package / "parts").mkdir(parents=True)
-    (package / "__init__.py").write_text("from .loss import CachedSquared\n")
-    (package / "loss.py").write_text(PLUGIN)
-    for i in range(2100):
+    package = _package(tmp_path, monkeypatch, "cached_big_pkg")
+    (package / "parts").mkdir()
+    for i in range(2100):                                   # past the 2000 files hashing used to stop at
         (package / "parts" / f"m{i:04d}.py").write_text(f"X = {i}\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
     before = validation._cache_key(_fresh_import("cached_big_pkg").CachedSquared)
     (package / "parts" / "m2099.py").write_text("X = -1\n")
     after = validation._cache_key(_fresh_import("cached_big_pkg").CachedSquared)
@@ -242,3 +241,21 @@ def test_a_class_without_a_file_is_keyed_by_its_code(tmp_path, monkeypatch):
     other = notebook_class(PLUGIN.replace("2.0 * (x", "3.0 * (x"))
     assert None not in {validation._cache_key(c) for c in (one, same, other)}
     assert validation._cache_key(one) == validation._cache_key(same) != validation._cache_key(other)
+
+
+def test_a_single_module_plugins_installed_data_file_is_part_of_the_key(tmp_path, monkeypatch):
+    # A distribution of one top-level module and a data file: the files its RECORD lists are its code.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "cached_single_mod.py").write_text(PLUGIN)
+    (site / "cached_single_params.json").write_text('{"scale": 2.0}')
+    info = site / "cached_single-0.1.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_text("cached_single_mod.py,,\ncached_single_params.json,,\n"
+                                 "cached_single-0.1.dist-info/RECORD,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    before = validation._cache_key(_fresh_import("cached_single_mod").CachedSquared)
+    (site / "cached_single_params.json").write_text('{"scale": 3.0}')
+    after = validation._cache_key(_fresh_import("cached_single_mod").CachedSquared)
+    del sys.modules["cached_single_mod"]
+    assert None not in (before, after) and before != after
