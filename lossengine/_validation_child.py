@@ -74,6 +74,8 @@ def run_child(entry_point: str, plugin: str, staged: dict[str, type], timeout: f
                         [sys.executable, "-I", "-c", _SCRIPT, request, str(write_fd)], cwd=folder,
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                         pass_fds=(write_fd,), start_new_session=True, env={**os.environ, CHILD_ENV: "1"})
+                except OSError as exc:  # no interpreter to run, no processes left: the loss's failure
+                    return {}, f"the validation process could not start: {type(exc).__name__}: {exc}", False
                 finally:
                     os.close(write_fd)
                 try:

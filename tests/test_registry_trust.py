@@ -334,3 +334,15 @@ def test_ctrl_c_during_validation_fails_that_plugin_and_the_others_load_on_next_
     names = quietly(le.registry.names)
     assert "interrupted (KeyboardInterrupt)" in le.registry.failures()["hangs"]
     assert "test_trust_good" not in names and "test_trust_fine" in names
+
+
+def test_a_validation_child_that_cannot_start_is_the_losss_failure(install, monkeypatch):
+    install("nostart", GOOD)
+
+    def no_processes(*args, **kwargs):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(_validation_child.subprocess, "Popen", no_processes)
+    names = quietly(le.registry.names)                      # no exception in the host
+    assert "test_trust_good" not in names
+    assert "could not start: BlockingIOError" in le.registry.failures()["nostart"]
