@@ -216,6 +216,8 @@ class Registry:
                 if self._discoverer == me or threading.current_thread() in self._plugin_threads:
                     return manager
                 self._changed.wait()
+                if self._manager is not manager:  # reset meanwhile (tests): load the new registry
+                    return self._load(complete)
             else:
                 return manager
         try:
@@ -238,7 +240,10 @@ class Registry:
 
     def _discover(self, manager: pluggy.PluginManager) -> None:
         if self._pending is None:
-            self._pending = self._entry_points(manager)
+            entry_points = self._entry_points(manager)
+            with self._lock:
+                if self._manager is manager and self._pending is None:
+                    self._pending = entry_points
         while True:
             with self._lock:
                 if self._manager is not manager or not self._pending:
