@@ -924,6 +924,9 @@ def _private_cache_dir(create: bool) -> Path | None:
         if create:
             os.makedirs(folder, mode=0o700, exist_ok=True)
         info = os.stat(folder)
+        if create and not os.environ.get(CACHE_ENV) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            os.chmod(folder, 0o700)     # the default folder, made 0755 by earlier versions
+            info = os.stat(folder)
     except OSError:
         return None
     private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022

@@ -259,3 +259,13 @@ def test_a_single_module_plugins_installed_data_file_is_part_of_the_key(tmp_path
     after = validation._cache_key(_fresh_import("cached_single_mod").CachedSquared)
     del sys.modules["cached_single_mod"]
     assert None not in (before, after) and before != after
+
+
+def test_the_default_cache_folder_left_0755_by_an_earlier_version_is_made_private(plugin, tmp_path, monkeypatch):
+    monkeypatch.delenv(validation.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "xdg" / "lossengine").mkdir(parents=True, mode=0o755)
+    os.chmod(tmp_path / "xdg" / "lossengine", 0o755)
+    validation.cached_check(plugin.CachedSquared)
+    assert stat.S_IMODE(os.stat(tmp_path / "xdg" / "lossengine").st_mode) == 0o700
+    assert len(list((tmp_path / "xdg" / "lossengine").glob("*.json"))) == 1
