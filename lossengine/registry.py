@@ -13,30 +13,27 @@ in ``failures()`` under the plugin, with a one-line PluginLoadWarning, and the o
 
 A plugin's registrations are staged and committed only when its hook returns. Each staged loss goes
 through the validator before it is served. For installed (entry-point) plugins that first check runs
-in a child process, so a loss that crashes the interpreter is rejected, not fatal; the verdict is
-then cached (per class in this process, and across processes by the validator's cache when it has
-one). Losses registered in-process (``register``, ``register_plugin``) are validated in-process.
+in an isolated child process (lossengine._validation_child: its own verdict channel, ``python -I``
+from a neutral folder, a timeout that kills its process group), so a loss that crashes or hangs the
+interpreter is rejected, not fatal; the verdict is then cached (per class in this process, and across
+processes by the validator's cache, keyed by the code that runs). Losses registered in-process
+(``register``, ``register_plugin``) are validated in-process. The threat model: docs/reliability.md.
 
 Names are first come, first served: a loss whose name is taken -- by a built-in (those names are
 reserved: they cannot be unregistered) or by another plugin -- is refused and recorded, and the
-earlier loss keeps serving. Registering the very class already registered under its name changes
-nothing (its source stays). Registry names are ASCII identifiers.
+earlier loss keeps serving. A plugin's loss leaves only with its plugin. Registering the very class
+already registered under its name changes nothing (its source stays). Registry names are ASCII
+identifiers; the source (distribution) name 'lossengine' is reserved for the built-ins.
 
 Locking: the lock guards the registry's tables only; importing plugins, running hooks and validating
-happen outside it. The built-ins are committed before any plugin is imported, so while one thread
-discovers plugins another thread's ``get`` of a loss already served returns at once; calls that need
-the full picture (``names``, ``failures``, a name not served yet) wait for discovery to finish.
+happen outside it. The built-ins are committed on first use, and plugins are discovered only when
+something needs them (see ``Registry._load``), so ``get`` of a built-in never waits for a plugin.
 """
 from __future__ import annotations
 
-import base64
 import importlib.metadata
-import json
 import os
-import pickle
-import signal
-import subprocess
-import sys
+import re
 import threading
 import warnings
 import weakref
@@ -45,7 +42,7 @@ from typing import Callable, Iterable
 
 import pluggy
 
-from . import _builtin_plugin, hookspecs, validation
+from . import _builtin_plugin, _validation_child, hookspecs, validation
 from ._structure import structural_problems
 from .base import Loss
 
@@ -56,12 +53,9 @@ __all__ = ["Registry", "Registrar", "Registration", "PluginLoadWarning", "ENTRY_
 ENTRY_POINT_GROUP = "lossengine"
 BUILTIN_SOURCE = "lossengine"
 HOOK_NAME = "lossengine_register_losses"
-# A plugin's validation child that has not answered after this long is killed and its loss rejected.
-CHILD_TIMEOUT_SECONDS = 300.0
-_VERDICT_MARK = "lossengine-verdict:"
 # Set in a validation child: its registry serves the built-ins only and discovers no plugins (a
 # plugin or module that uses the registry on import must not start children of its own).
-_CHILD_ENV = "LOSSENGINE_VALIDATION_CHILD"
+_CHILD_ENV = _validation_child.CHILD_ENV
 
 
 @dataclass(frozen=True)
@@ -166,12 +160,15 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # discovery progressed (or its thread gave up)
         self._manager: pluggy.PluginManager | None = None
-        self._discovered = threading.Event()
-        self._discoverer: int | None = None     # the thread importing plugins right now
+        self._pending: list | None = None           # entry points not loaded yet (None: not listed yet)
+        self._discoverer: int | None = None         # the thread loading plugins right now
+        self._plugin_threads: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
         self._entries: dict[str, Registration] = {}
         self._builtin: frozenset[str] = frozenset()
         self._plugin_sources: dict[str, str] = {}   # plugin name -> distribution
+        self._installed: set[str] = set()           # plugin names loaded from entry points
         self._failures: dict[str, list[str]] = {}
         self._rejected: dict[str, str] = {}         # loss name -> the plugin whose loss was rejected
         self._hook = threading.local()               # .depth > 0 while this thread runs a hook
@@ -180,37 +177,56 @@ class Registry:
         self._reports: "weakref.WeakKeyDictionary[type, object]" = weakref.WeakKeyDictionary()
 
     # -- loading ------------------------------------------------------------------------------
+    # Built-ins never wait for plugins: the first use commits them, and plugins are discovered
+    # (imported, hooks run, losses validated) only when something needs the full picture -- names(),
+    # failures(), a name not served yet. get() of a built-in is served at once, even while a plugin's
+    # validation hangs in another thread.
+    #
+    # One thread discovers at a time; others that need the full picture wait for it -- except threads
+    # started by plugin code while it runs (a ThreadPoolExecutor at import): the discovering thread
+    # may be waiting for them, so they see the registry as it stands instead of deadlocking. Entry
+    # points are taken off a list one at a time, so an interrupted discovery (Ctrl-C) records the
+    # plugin it was on as failed and the next use carries on with the rest.
     @property
     def loaded(self) -> bool:
         """Whether the first registry use happened (the built-ins are served)."""
         return self._manager is not None
 
     def _load(self, complete: bool = True) -> pluggy.PluginManager:
-        """The manager, built-ins committed. ``complete``: also wait for plugin discovery, unless this
-        thread is the one discovering (a plugin that uses the registry while it loads)."""
+        """The manager, built-ins committed. ``complete``: also discover the plugins (or wait for the
+        thread discovering them), unless this thread is the discoverer or one its plugin started."""
         with self._lock:
-            start = self._manager is None
-            if start:
+            if self._manager is None:
                 # The built-ins cannot be disabled: their names are the reserved ones.
                 manager = self._manager = _new_manager(_disabled_plugins() - {BUILTIN_SOURCE})
-                self._discovered = threading.Event()
-                self._discoverer = threading.get_ident()
+                self._pending, self._discoverer = None, None
                 try:
                     self._load_builtins(manager)
                 except BaseException:
                     self.reset()
                     raise
-            manager, discovered = self._manager, self._discovered
-        if start:
-            try:
-                self._discover(manager)
-            finally:
-                with self._lock:
-                    if self._manager is manager:
-                        self._discoverer = None
-                discovered.set()
-        elif complete and not discovered.is_set() and self._discoverer != threading.get_ident():
-            discovered.wait()
+            manager = self._manager
+            if not complete:
+                return manager
+            me = threading.get_ident()
+            while self._pending != []:
+                if self._discoverer is None:
+                    self._discoverer = me
+                    break
+                if self._discoverer == me or threading.current_thread() in self._plugin_threads:
+                    return manager
+                self._changed.wait()
+                if self._manager is not manager:  # reset meanwhile (tests): load the new registry
+                    return self._load(complete)
+            else:
+                return manager
+        try:
+            self._discover(manager)
+        finally:
+            with self._lock:
+                if self._manager is manager:
+                    self._discoverer = None
+                self._changed.notify_all()
         return manager
 
     def _load_builtins(self, manager: pluggy.PluginManager) -> None:
@@ -223,37 +239,94 @@ class Registry:
         self._plugin_sources[BUILTIN_SOURCE] = BUILTIN_SOURCE
 
     def _discover(self, manager: pluggy.PluginManager) -> None:
+        if self._pending is None:
+            entry_points = self._entry_points(manager)
+            with self._lock:
+                if self._manager is manager and self._pending is None:
+                    self._pending = entry_points
+        while True:
+            with self._lock:
+                if self._manager is not manager or not self._pending:
+                    return
+                ep = self._pending.pop(0)
+            self._load_entry_point(manager, ep)
+
+    def _entry_points(self, manager: pluggy.PluginManager) -> list:
         if os.environ.get(_CHILD_ENV) == "1":
-            return
+            return []
         try:
-            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         except Exception as exc:  # broken metadata of some installed distribution
             self._record(manager, ENTRY_POINT_GROUP, f"listing the {ENTRY_POINT_GROUP!r} entry points raised "
                          f"{_exception_text(exc)}; no plugin was loaded")
+            return []
+
+    def _load_entry_point(self, manager: pluggy.PluginManager, ep) -> None:
+        # Provenance is the entry point's distribution; 'lossengine' names this package only (its
+        # built-ins come from _builtin_plugin, never from an entry point).
+        dist = ep.dist.name if ep.dist is not None else ep.name
+        if manager.is_blocked(ep.name):
             return
-        for ep in entry_points:
-            dist = ep.dist.name if ep.dist is not None else ep.name
-            if manager.is_blocked(ep.name):
-                continue
-            with self._lock:
-                taken_by = self._plugin_sources.get(ep.name)
-            if taken_by is not None:
-                what = "reserved for lossengine's built-ins" if ep.name == BUILTIN_SOURCE else f"taken by {taken_by}"
-                self._record(manager, ep.name, f"entry point {ep.name!r} of distribution {dist} was not loaded: "
-                             f"the plugin name is {what} (rename the entry point)")
-                continue
-            try:
+        with self._lock:
+            taken_by = self._plugin_sources.get(ep.name)
+        if taken_by is not None or _canonical(dist) == BUILTIN_SOURCE:
+            what = ("reserved for lossengine's built-ins" if BUILTIN_SOURCE in (ep.name, _canonical(dist))
+                    else f"taken by {taken_by}")
+            whose = "distribution name" if _canonical(dist) == BUILTIN_SOURCE else "plugin name"
+            self._record(manager, ep.name, f"entry point {ep.name!r} of distribution {dist} was not loaded: "
+                         f"the {whose} is {what} (rename the {'distribution' if whose[0] == 'd' else 'entry point'})")
+            return
+        try:
+            with self._plugin_code():
                 plugin = ep.load()
-            except BaseException as exc:  # noqa: B036 - a plugin must not end or poison the host
-                self._record(manager, ep.name, f"importing {ep.value} raised {_exception_text(exc)}" + _from(dist, ep.name))
-                continue
-            self._add_plugin(manager, plugin, ep.name, dist, entry_point=ep.value)
+        except BaseException as exc:  # noqa: B036 - a plugin must not end or poison the host
+            self._record(manager, ep.name, f"importing {ep.value} raised {_exception_text(exc)}" + _from(dist, ep.name))
+            return
+        with self._lock:
+            self._installed.add(ep.name)
+        self._add_plugin(manager, plugin, ep.name, dist, entry_point=ep.value)
+
+    def _plugin_code(self):
+        """A context in which plugin code runs: threads it starts are marked as the plugin's."""
+        return _TrackThreads(self._plugin_threads)
 
     def _add_plugin(self, manager: pluggy.PluginManager, plugin: object, name: str | None, source: str | None,
                     entry_point: str | None = None) -> str | None:
         """Register ``plugin`` in the manager, run its hook, validate and commit what it registered.
         Returns its name, or None when the manager refused it (recorded). With ``entry_point``, first
         validation runs in a child process that loads the plugin from it."""
+        staged = self._stage(manager, plugin, name, source)
+        if staged is None:
+            return None
+        name, source, registrar = staged
+        if registrar is None:
+            return name
+        for problem in registrar.problems:
+            self._record(manager, name, problem + _from(source, name))
+        staged = self._without_collisions(manager, registrar)
+        try:
+            reports = self._validate_isolated(entry_point, name, staged) if entry_point else \
+                {n: self.validation_report(c, safe=True) for n, c in staged.items()}
+        except KeyboardInterrupt:
+            self._record(manager, name, "validating its losses was interrupted (KeyboardInterrupt); they are not "
+                         "served in this process" + _from(source, name))
+            raise
+        with self._lock:
+            for loss_name, loss_class in staged.items():
+                report = reports[loss_name]
+                if not report.ok:
+                    self._rejected[loss_name] = name
+                    self._record(manager, name,
+                                 f"loss {loss_name!r} ({loss_class.__qualname__}) rejected by the validator"
+                                 f"{_from(source, name)}:\n{report}",
+                                 summary=f"loss {loss_name!r} rejected by the validator ({_summary(report)})")
+            accepted = {n: c for n, c in staged.items() if reports[n].ok}
+            self._commit(manager, accepted, source, name)
+        return name
+
+    def _stage(self, manager: pluggy.PluginManager, plugin: object, name: str | None, source: str | None):
+        """Register ``plugin`` in the manager and run its hook: (name, source, registrar), with
+        registrar None when the hook raised (recorded); None when the manager refused it (recorded)."""
         label = name or manager.get_canonical_name(plugin)
         with self._lock:
             try:
@@ -281,32 +354,17 @@ class Registry:
         registrar = Registrar(name, source)
         self._hook.depth = getattr(self._hook, "depth", 0) + 1
         try:
-            hook(register=registrar)
+            with self._plugin_code():
+                hook(register=registrar)
         except BaseException as exc:  # noqa: B036 - one plugin must not take the others (or the host) down
             with self._lock:
                 if manager.get_plugin(name) is plugin:  # nothing of it stays behind
                     manager.unregister(plugin)
             self._record(manager, name, f"its {HOOK_NAME} hook raised {_exception_text(exc)}" + _from(source, name))
-            return name
+            return name, source, None
         finally:
             self._hook.depth -= 1
-        for problem in registrar.problems:
-            self._record(manager, name, problem + _from(source, name))
-        staged = self._without_collisions(manager, registrar)
-        reports = self._validate_isolated(entry_point, name, staged) if entry_point else \
-            {n: self.validation_report(c, safe=True) for n, c in staged.items()}
-        with self._lock:
-            for loss_name, loss_class in staged.items():
-                report = reports[loss_name]
-                if not report.ok:
-                    self._rejected[loss_name] = name
-                    self._record(manager, name,
-                                 f"loss {loss_name!r} ({loss_class.__qualname__}) rejected by the validator"
-                                 f"{_from(source, name)}:\n{report}",
-                                 summary=f"loss {loss_name!r} rejected by the validator ({_summary(report)})")
-            accepted = {n: c for n, c in staged.items() if reports[n].ok}
-            self._commit(manager, accepted, source, name)
-        return name
+        return name, source, registrar
 
     def _without_collisions(self, manager, registrar: Registrar) -> dict[str, type]:
         """The staged losses whose names are free (or hold the very same class); the others are
@@ -370,9 +428,10 @@ class Registry:
     def _validate_isolated(self, entry_point: str, plugin: str, staged: dict[str, type]) -> dict[str, object]:
         """Reports for an installed plugin's staged losses. Those without a verdict (in this process or
         the validator's cache) are checked in a child process that loads the plugin from its entry
-        point; a child that dies rejects the loss it was checking, and the rest go to a fresh child."""
+        point; a child that dies, times out or sends something malformed rejects the loss it was
+        checking, and the rest go to a fresh child. A timeout is stored as that code's verdict."""
         reports: dict[str, object] = {}
-        pending = []
+        pending = {}
         for loss_name, loss_class in staged.items():
             with self._lock:
                 report = self._reports.get(loss_class)
@@ -380,16 +439,25 @@ class Registry:
             if report is not None:
                 reports[loss_name] = report
             else:
-                pending.append(loss_name)
+                pending[loss_name] = loss_class
         while pending:
-            verdicts, trouble = _run_child(entry_point, plugin, pending)
+            timeout = validation.validation_timeout()
+            verdicts, trouble, timed_out = _validation_child.run_child(entry_point, plugin, pending, timeout)
             for loss_name, report in verdicts.items():
                 with self._lock:
                     reports[loss_name] = self._reports.setdefault(staged[loss_name], report)
-            pending = [n for n in pending if n not in verdicts]
+            pending = {n: c for n, c in pending.items() if n not in verdicts}
             if pending:
-                culprit = pending.pop(0)
-                reports[culprit] = _crash_report(staged[culprit], trouble)
+                culprit = next(iter(pending))
+                loss_class = pending.pop(culprit)
+                if timed_out:
+                    report = validation.timeout_report(loss_class, timeout)
+                    validation.store_verdict(loss_class, report)
+                    with self._lock:
+                        report = self._reports.setdefault(loss_class, report)
+                else:
+                    report = _crash_report(loss_class, trouble)
+                reports[culprit] = report
         return reports
 
     # -- the public operations ------------------------------------------------------------------
@@ -444,6 +512,9 @@ class Registry:
         problems = structural_problems(loss_class)
         if problems:
             raise TypeError("; ".join(problems))
+        if not isinstance(source, str) or _canonical(source) == BUILTIN_SOURCE:
+            raise ValueError(f"source must be a name other than {BUILTIN_SOURCE!r} (reserved for the built-ins), "
+                             f"got {source!r}")
         manager = self._load()
         name = loss_class.name
         with self._lock:
@@ -479,6 +550,12 @@ class Registry:
                 raise RuntimeError(f"a plugin's hook may not unregister losses (tried {name!r})")
             if name not in self._entries:
                 raise KeyError(f"no loss named {name!r}")
+            plugin = self._entries[name].plugin
+            if plugin:  # a plugin's loss leaves with its plugin, never alone (nor by another's hand)
+                how = (f"disable it with LOSSENGINE_DISABLE_PLUGINS={plugin}" if plugin in self._installed
+                       else f"unregister_plugin({plugin!r}) removes it")
+                raise ValueError(f"loss {name!r} belongs to plugin {plugin!r} ({self._entries[name].source}); "
+                                 f"only that plugin can withdraw it: {how}")
             return self._entries.pop(name).loss_class
 
     def register_plugin(self, plugin: object, name: str | None = None) -> str:
@@ -498,6 +575,9 @@ class Registry:
         with self._lock:
             if name == BUILTIN_SOURCE:
                 raise ValueError("lossengine's built-in plugin cannot be unregistered")
+            if name in self._installed:
+                raise ValueError(f"plugin {name!r} is installed (an entry point of {self._plugin_sources[name]}): "
+                                 f"disable it with LOSSENGINE_DISABLE_PLUGINS={name}")
             if manager.get_plugin(name) is not None:
                 manager.unregister(name=name)
             removed = [n for n, r in self._entries.items() if r.plugin == name]
@@ -513,7 +593,10 @@ class Registry:
         For tests (entry points that come and go); validation verdicts stay cached per class."""
         with self._lock:
             self._manager = None
+            self._pending = None
             self._discoverer = None
+            self._installed.clear()
+            self._changed.notify_all()
             self._entries.clear()
             self._builtin = frozenset()
             self._plugin_sources.clear()
@@ -521,61 +604,47 @@ class Registry:
             self._rejected.clear()
 
 
+class _TrackThreads:
+    """While plugin code runs in this thread, every thread it starts -- and every thread those
+    start -- joins ``threads`` (``threading.Thread.start`` is wrapped for the duration, and restored
+    unless something else replaced it meanwhile)."""
+
+    def __init__(self, threads: "weakref.WeakSet[threading.Thread]") -> None:
+        self.threads = threads
+
+    def __enter__(self) -> None:
+        owner, threads = threading.current_thread(), self.threads
+        original = self.original = threading.Thread.start
+
+        def start(thread: threading.Thread, *args, **kwargs):
+            current = threading.current_thread()
+            if current is owner or current in threads:
+                threads.add(thread)
+            return original(thread, *args, **kwargs)
+
+        self.wrapper = threading.Thread.start = start
+
+    def __exit__(self, *exc_info) -> None:
+        if threading.Thread.start is self.wrapper:
+            threading.Thread.start = self.original
+
+
 def _from(source: str, plugin_name: str) -> str:
     return f" (distribution {source})" if source != plugin_name else ""
 
 
-# -- the validation child -------------------------------------------------------------------------
-_CHILD_SCRIPT = "import sys, json; d = json.loads(sys.stdin.read()); sys.path[:0] = d['path']; " \
-                "from lossengine.registry import _child_main; _child_main(d)"
-
-
-def _run_child(entry_point: str, plugin: str, loss_names: list[str]) -> tuple[dict[str, object], str]:
-    """Validate ``loss_names`` of the plugin at ``entry_point`` in a fresh interpreter. Returns the
-    verdicts it gave before it finished or died, and what went wrong if it did not finish."""
-    request = json.dumps({"path": sys.path, "entry_point": entry_point, "plugin": plugin, "names": loss_names})
-    try:
-        done = subprocess.run([sys.executable, "-c", _CHILD_SCRIPT], input=request, capture_output=True,
-                              text=True, timeout=CHILD_TIMEOUT_SECONDS, env={**os.environ, _CHILD_ENV: "1"})
-    except subprocess.TimeoutExpired as exc:
-        stdout, trouble = exc.stdout or "", f"validating it did not finish within {CHILD_TIMEOUT_SECONDS:g} s"
-        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
-    else:
-        stdout, trouble = done.stdout, ""
-        if done.returncode < 0:
-            trouble = f"validating it crashed the interpreter ({_signal_name(-done.returncode)})"
-        elif done.returncode != 0:
-            tail = done.stderr.strip().splitlines()[-1:] or ["no message"]
-            trouble = f"the validation process exited with status {done.returncode}: {tail[0]}"
-    verdicts = {}
-    for line in stdout.splitlines():
-        if line.startswith(_VERDICT_MARK):
-            loss_name, payload = json.loads(line[len(_VERDICT_MARK):])
-            verdicts[loss_name] = pickle.loads(base64.b64decode(payload))
-    return verdicts, trouble or "the validation process ended without a verdict"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _child_main(request: dict) -> None:
-    """In the validation child: load the plugin as the parent did, call its hook, validate the asked-for
-    losses one at a time, printing each verdict as soon as it is known."""
-    plugin = importlib.metadata.EntryPoint(request["plugin"], request["entry_point"], ENTRY_POINT_GROUP).load()
+def run_hook_alone(plugin: object, name: str) -> Registrar:
+    """Call ``plugin``'s hook in a manager of its own and return what it staged (the validation
+    child's way to get the classes the parent asked about)."""
     manager = _new_manager()
-    manager.register(plugin, name=request["plugin"])
-    registrar = Registrar(request["plugin"], request["plugin"])
+    manager.register(plugin, name=name)
+    registrar = Registrar(name, name)
     _hook_caller(manager, plugin)(register=registrar)
-    check = _checker()
-    for loss_name in request["names"]:
-        report = check(registrar.staged[loss_name])
-        payload = base64.b64encode(pickle.dumps(report)).decode()
-        # On a line of its own, whatever the plugin printed before.
-        print("\n" + _VERDICT_MARK + json.dumps([loss_name, payload]), flush=True)
+    return registrar
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # -- the module-level registry and its functions ------------------------------------------------------
@@ -620,8 +689,9 @@ def register(loss_class: type, source: str = "user") -> type:
 
 
 def unregister(name: str) -> type:
-    """Remove ``name`` from the registry and return its class. Built-in names are reserved (ValueError),
-    and a plugin's hook may not unregister anything (RuntimeError)."""
+    """Remove ``name`` from the registry and return its class. Built-in names are reserved and a
+    plugin's loss leaves only with its plugin (ValueError); a plugin's hook may not unregister
+    anything (RuntimeError)."""
     return REGISTRY.unregister(name)
 
 
@@ -634,7 +704,8 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
 
 def unregister_plugin(name: str) -> list[str]:
-    """Unregister an in-process plugin and remove the losses it registered; returns their names."""
+    """Unregister an in-process plugin and remove the losses it registered; returns their names.
+    Installed (entry-point) plugins are disabled with LOSSENGINE_DISABLE_PLUGINS instead (ValueError)."""
     return REGISTRY.unregister_plugin(name)
 
 

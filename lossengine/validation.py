@@ -26,15 +26,13 @@ deliberately buggy loss per bug class, each caught by the check named for it.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
 import os
-import sys
+import stat
 import tempfile
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +40,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from . import _code_identity
 from ._structure import structural_problems
 from ._threads import PARALLEL_MIN_ELEMENTS, get_num_threads, threads
-from ._version import __version__
 from .base import Loss
 from .declaration import declared_options
 from .domains import domain_of
@@ -184,13 +182,34 @@ def _same(a, b) -> bool:
     return a is b or (type(a) is type(b) and not isinstance(a, np.ndarray) and a == b)
 
 
+def _as_checked(loss_class):
+    """The class ``check`` runs on: a Distance is checked as the loss of (x1, x2) it defines."""
+    if isinstance(loss_class, Distance) or (isinstance(loss_class, type) and issubclass(loss_class, Distance)):
+        return distance_loss(loss_class)
+    return loss_class
+
+
+def _configurations(loss_class: type) -> list[tuple[dict, str]]:
+    return list(itertools.product(_option_sets(loss_class), loss_class.reductions))
+
+
+def expected_checks(loss_class: type) -> list[str] | None:
+    """The ``checks_run`` list a passing ``check(loss_class)`` records with this validator, without
+    running a check (None for something that cannot pass). A stored or reported verdict counts as
+    "ok" only when it records exactly these: an empty or stale report is not a pass."""
+    loss_class = _as_checked(loss_class)
+    if not isinstance(loss_class, type) or structural_problems(loss_class) or _contract_problems(loss_class):
+        return None
+    return [f"{name}:{_Case(loss_class, options, reduction, 0).label}"
+            for options, reduction in _configurations(loss_class) for name, _ in _CHECKS]
+
+
 def check(loss_class: type, *, seed: int = 0) -> CheckReport:
     """Run every check on every configuration of ``loss_class``; never raises for a bad loss.
 
     Root causes stop what follows from them: a malformed class or a missing method is the whole
     report, and a configuration whose sample inputs fail runs no further checks."""
-    if isinstance(loss_class, Distance) or (isinstance(loss_class, type) and issubclass(loss_class, Distance)):
-        loss_class = distance_loss(loss_class)      # a Distance is checked as the loss of (x1, x2) it defines
+    loss_class = _as_checked(loss_class)
     report = CheckReport(loss=getattr(loss_class, "__name__", repr(loss_class)))
     if isinstance(loss_class, Loss):
         cls = type(loss_class).__name__
@@ -202,9 +221,8 @@ def check(loss_class: type, *, seed: int = 0) -> CheckReport:
     if problems:
         report.failures += [Failure("structure", p) for p in problems]
         return report
-    option_sets = _option_sets(loss_class)
     shared: dict = {}
-    for options, reduction in itertools.product(option_sets, loss_class.reductions):
+    for options, reduction in _configurations(loss_class):
         case = _Case(loss_class, options, reduction, seed, shared)
         for name, fn in _CHECKS:
             report.checks_run.append(f"{name}:{case.label}")
@@ -629,7 +647,8 @@ def _large_inputs(case: _Case, dtype):
     - the class's own ``large_sample_inputs(rng, dtype)`` if it has one;
     - with the default ``sample_inputs``, a draw from the declared domains at ``sample_shape`` with
       its leading (batch) axis grown past the cutoff;
-    - for the built-in families (whose batch rows are independent), LARGE_FRESH_DRAWS sample draws
+    - for the built-in families (whose batch rows are independent), and for any class whose every
+      sample input has the same leading (batch) axis in every draw, LARGE_FRESH_DRAWS sample draws
       joined along the leading axis, tiled past the cutoff and the rows shuffled (one permutation
       for every argument that has the batch axis): fresh, shuffled values, because a sum over a
       repeated pattern can regroup without changing bits;
@@ -644,14 +663,16 @@ def _large_inputs(case: _Case, dtype):
         per_row = max(1, int(np.prod(shape[1:])))
         big = (-(-target // per_row),) + shape[1:]
         return tuple(domain_of(cls, name).sample(rng, big, dtype) for name in cls.arguments)
-    if not issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss, ClassificationLoss)):
-        return None
     draws = [tuple(cls.sample_inputs(rng, dtype)) for _ in range(LARGE_FRESH_DRAWS)]
     first = draws[0]
     if not np.ndim(first[0]):
         return None
     rows = np.shape(first[0])[0]
     batched = [np.ndim(a) >= 1 and np.shape(a)[0] == rows for a in first]
+    family = issubclass(cls, (ElementwiseLoss, NumpyElementwiseLoss, ClassificationLoss))
+    if not family and not (all(batched) and all(np.shape(d[k]) == np.shape(first[k]) for d in draws
+                                                 for k in range(len(first)))):
+        return None  # another shape (a batch axis that is not the first, ragged draws): no guess
     joined = tuple(np.concatenate([d[k] for d in draws]) if b else a for k, (a, b) in enumerate(zip(first, batched)))
     per_row = max(1, int(np.prod(np.shape(first[0])[1:])))
     reps = -(-target // (per_row * len(joined[0])))
@@ -688,6 +709,114 @@ def _large_reduction(case: _Case):
                    f"mean |element|, allowed {rtol:g}): accumulate in float64")
 
 
+LAYOUT_RTOL = 1e-12     # another memory layout of the same values: only the summation order may differ
+
+
+def _other_layouts(a: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The same values as ``a`` in the layouts users pass: Fortran-ordered, a strided view (every
+    other element of a wider buffer, along the last axis), read-only and byte-swapped."""
+    layouts = []
+    if a.ndim >= 2:
+        layouts.append(("Fortran-ordered", np.asfortranarray(a)))
+    if a.ndim >= 1:
+        wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        wide[..., ::2] = a
+        layouts.append(("a strided view", wide[..., ::2]))
+    frozen = a.copy()
+    frozen.flags.writeable = False
+    layouts.append(("read-only", frozen))
+    if a.dtype.itemsize > 1:
+        layouts.append(("byte-swapped", a.astype(a.dtype.newbyteorder())))
+    return layouts
+
+
+@_check("layout_invariant")
+def _layout(case: _Case):
+    # The sample inputs are C-ordered; users pass transposes, slices, memory-mapped (read-only) and
+    # big-endian data. Each argument in turn, the others C-ordered: the value and every gradient must
+    # be the C-ordered call's, element for element (a gradient written in memory order and reshaped
+    # in C order is right for C input only). Once per option set: layout does not depend on it.
+    if case.reduction != case.loss_class.reductions[0]:
+        return
+    loss = case.make("none" if "none" in case.loss_class.reductions else None)
+    names = case.loss_class.differentiable
+    arrays = case.inputs(np.float64)
+    value, grads = loss.forward_backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+    expected = [("value", value)] + list(zip((f"gradient wrt {n}" for n in names), _as_tuple(grads, len(names))))
+    for k, (argument, a) in enumerate(zip(case.loss_class.arguments, arrays)):
+        if not isinstance(a, np.ndarray):
+            continue
+        for label, other in _other_layouts(a):
+            probe = list(arrays)
+            probe[k] = other
+            v, g = loss.forward_backward(*probe, grad_output=SCALAR_GRAD_OUTPUT, wrt=names)
+            got = [v, *_as_tuple(g, len(names))]
+            for (what, want), have in zip(expected, got):
+                if not _close(have, want, LAYOUT_RTOL):
+                    yield (f"{argument} given {label} changes the {what}; {_worst(have, want)}"
+                           if np.shape(have) == np.shape(want) else
+                           f"{argument} given {label} changes the {what}'s shape to {np.shape(have)}")
+
+
+SCALE_SUBSET_ELEMENTS = 2048  # the subset's size: below any chunk or parallel cutoff a kernel may have
+SCALE_RTOL = 1e-10            # per-element math may differ between vector and scalar code paths
+
+
+def _row_subset(case: _Case, arrays, per_row_loss) -> tuple | None:
+    """The large inputs restricted to a random subset of rows, the row indices and the batched
+    argument positions; None when the loss does not decompose by rows on these inputs (its 'none'
+    value has no batch axis, or a row's value depends on other rows)."""
+    rows = np.shape(per_row_loss)[0] if np.ndim(per_row_loss) else 0
+    batched = [isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == rows for a in arrays]
+    if rows < 2 or not batched[0]:
+        return None
+    per_row = max(1, int(np.prod(np.shape(arrays[0])[1:])))
+    take = max(1, min(rows // 2, SCALE_SUBSET_ELEMENTS // per_row))
+    picked = np.sort(np.random.default_rng([case.seed, 7]).choice(rows, take, replace=False))
+    subset = tuple(a[picked] if b else a for a, b in zip(arrays, batched))
+    alone = np.asarray(case.make("none")(*subset), np.float64)
+    if not _close(alone, np.asarray(per_row_loss, np.float64)[picked], SCALE_RTOL, 1e-300):
+        return None
+    return subset, picked, batched
+
+
+@_check("gradient_at_scale")
+def _gradient_at_scale(case: _Case):
+    # The gradient checks run on the sample inputs (15 elements); a chunked or parallel code path
+    # runs only past some size, where nothing compared gradients. On the large inputs, a loss that
+    # decomposes by rows (its 'none' value per row depends on that row alone, which is tested first)
+    # must give, on a random subset of rows, the gradient of the same loss over those rows alone:
+    # the 'sum' gradient as is, a 'mean' gradient times its denominator.
+    cls = case.loss_class
+    reduction = "sum" if "sum" in cls.reductions else "mean"
+    if case.reduction != reduction or "none" not in cls.reductions:
+        return
+    arrays = _shared(case, "large-float64", _large_inputs, np.float64)
+    if arrays is None:
+        return
+    per_row_loss = case.make("none")(*arrays)
+    found = _row_subset(case, arrays, per_row_loss)
+    if found is None:
+        return
+    subset, picked, batched = found
+    loss, names = case.make(), cls.differentiable
+    full = _as_tuple(loss.backward(*arrays, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    part = _as_tuple(loss.backward(*subset, grad_output=SCALAR_GRAD_OUTPUT, wrt=names), len(names))
+    scale_full = scale_part = 1.0
+    if reduction == "mean":
+        scale_full = _denominator(loss, arrays, np.asarray(per_row_loss))[0]
+        scale_part = _denominator(loss, subset, np.asarray(case.make("none")(*subset)))[0]
+    size = np.shape(arrays[0])
+    for name, g_full, g_part in zip(names, full, part):
+        if not batched[cls.arguments.index(name)]:
+            continue
+        got = np.asarray(g_full, np.float64)[picked] * scale_full
+        want = np.asarray(g_part, np.float64) * scale_part
+        if not _close(got, want, SCALE_RTOL, 1e-300):
+            yield (f"gradient wrt {name} on {np.prod(size):.0f} elements {size}, restricted to {len(picked)} random "
+                   f"rows, differs from the gradient over those rows alone; {_worst(got, want)}")
+
+
 @_check("finite_on_valid_domain")
 def _finite(case: _Case):
     # Several draws: a NaN on a sliver of the domain (a 0/0 at a tie, an overflow in a tail) should
@@ -718,20 +847,64 @@ def _first_nonfinite(result, arrays, case: _Case) -> str:
 
 # -- the verdict cache --------------------------------------------------------------------------
 # A plugin class is checked once per process (weakly keyed by the class, so it never keeps a class
-# alive) and once per version of its code across processes. The on-disk verdict is keyed by the
-# bytes of every code file of every top-level package the class's MRO comes from: for a plugin
-# distribution that is its whole package (helper modules and compiled kernels the class merely
-# calls included, not only the files that define the classes), and lossengine's own package (the
-# validator, the kernels) always. Classes without a module file, or defined inside a function (two
-# such classes can share one qualified name), use the in-process cache only.
+# alive) and once per version of its code across processes. The on-disk verdict is keyed by
+# lossengine._code_identity: every file of every top-level package the class's MRO comes from (data
+# included, no cutoff), lossengine's own package always, and the code objects of each class -- never
+# by a self-declared ``__module__``/``__qualname__`` alone.
+#
+# What is read back is not trusted either: the folder must be a directory of this user's that no one
+# else can write (it is created 0700), a verdict must be a regular file (opened without blocking: a
+# FIFO at its path must not hang the first registry use), and a verdict counts only when it records
+# exactly the checks this validator runs for the class (``expected_checks``): a file with no checks
+# and no failures is not a pass. A recorded timeout counts while the timeout is no longer than it was.
 _reports: "weakref.WeakKeyDictionary[type, CheckReport]" = weakref.WeakKeyDictionary()
 _reports_lock = threading.Lock()
 CACHE_ENV = "LOSSENGINE_CACHE_DIR"
 NO_CACHE_ENV = "LOSSENGINE_NO_VALIDATION_CACHE"
-_CODE_SUFFIXES = (".py", ".pyx", ".pxd", ".so", ".pyd", ".dylib")
-_MAX_PACKAGE_FILES = 2000          # beyond this a "package" is a source tree, not a plugin
-_file_digests: dict[tuple[str, int, int], bytes] = {}
-_RACY_NS = 3_000_000_000
+TIMEOUT_ENV = "LOSSENGINE_VALIDATION_TIMEOUT"
+DEFAULT_TIMEOUT_SECONDS = 60.0
+TIMEOUT_CHECK = "timeout"
+_MAX_VERDICT_BYTES = 16 << 20
+
+
+def validation_timeout() -> float:
+    """Seconds a plugin's validation child may take: $LOSSENGINE_VALIDATION_TIMEOUT, else 60."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_TIMEOUT_SECONDS
+    except ValueError:
+        value = DEFAULT_TIMEOUT_SECONDS
+    return value if math.isfinite(value) and value > 0 else DEFAULT_TIMEOUT_SECONDS
+
+
+def timeout_report(loss_class: type, seconds: float) -> CheckReport:
+    """The verdict on a loss whose validation did not finish within ``seconds``: stored like any
+    other, so the next process does not wait again for the same code."""
+    return CheckReport(loss=loss_class.__name__, checks_run=[f"{TIMEOUT_CHECK}:{seconds:g}"],
+                       failures=[Failure(TIMEOUT_CHECK, f"validating it did not finish within {seconds:g} s "
+                                                        f"(set {TIMEOUT_ENV} to allow longer)")])
+
+
+def verdict_problem(loss_class: type, report: CheckReport) -> str | None:
+    """Why ``report`` cannot stand as the verdict on ``loss_class`` with this validator (None when it
+    can): a pass must record exactly the checks ``check`` runs; a failure must name one; a timeout
+    counts only while the current timeout is no longer than the one that ran out."""
+    if report.ok:
+        expected = expected_checks(loss_class)
+        if report.checks_run != expected:
+            return (f"it reports a pass over {len(report.checks_run)} checks, but this validator runs "
+                    f"{len(expected or ())} on it")
+        return None
+    if not report.failures:
+        return "it reports neither a pass nor a failure"
+    if report.checks_run and report.checks_run[0].startswith(TIMEOUT_CHECK + ":"):
+        try:
+            ran_out = float(report.checks_run[0].partition(":")[2])
+        except ValueError:
+            return "its timeout is not a number"
+        if ran_out < validation_timeout():
+            return f"it timed out after {ran_out:g} s, and the timeout is now {validation_timeout():g} s"
+    return None
 
 
 def cache_dir() -> Path:
@@ -743,73 +916,91 @@ def cache_dir() -> Path:
     return Path(base) / "lossengine"
 
 
-def _code_files(module_name: str) -> list[str] | None:
-    """Every code file of the top-level package ``module_name`` belongs to (the module's own file
-    when it is a top-level module, or when the package is too large to be one plugin); None when
-    the module has no file."""
-    module = sys.modules.get(module_name)
-    own = getattr(module, "__file__", None)
-    if not own:
+def _private_cache_dir(create: bool) -> Path | None:
+    """The cache folder if it is a directory of this user's that others cannot write (created 0700
+    when ``create`` and missing), else None: no cache rather than one anyone could plant verdicts in."""
+    folder = cache_dir()
+    try:
+        if create:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.stat(folder)
+        if create and not os.environ.get(CACHE_ENV) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            os.chmod(folder, 0o700)     # the default folder, made 0755 by earlier versions
+            info = os.stat(folder)
+    except OSError:
         return None
-    top = sys.modules.get(module_name.partition(".")[0])
-    roots = list(getattr(top, "__path__", None) or [])
-    found: list[str] = []
-    for root in roots:
-        for folder, subfolders, names in os.walk(root):
-            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__" and not d.startswith("."))
-            found.extend(os.path.join(folder, n) for n in sorted(names) if n.endswith(_CODE_SUFFIXES))
-            if len(found) > _MAX_PACKAGE_FILES:
-                return [own]
-    return found or [own]
-
-
-def _file_digest(path: str) -> bytes:
-    """The file's sha256, memoized by (path, size, mtime). File times tick coarsely (a few ms), so
-    a file modified within the last seconds could be rewritten with the same size and time: such a
-    file is hashed every time, as git treats its "racily clean" entries."""
-    stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
-    digest = _file_digests.get(key)
-    if digest is None:
-        digest = hashlib.sha256(Path(path).read_bytes()).digest()
-        if time.time_ns() - stat.st_mtime_ns > _RACY_NS:
-            _file_digests[key] = digest
-    return digest
+    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+    return folder if private else None
 
 
 def _cache_key(loss_class: type) -> str | None:
-    if "<locals>" in getattr(loss_class, "__qualname__", "<locals>"):
+    """The verdict's key: the digest of the class's code and of lossengine's own package (the
+    validator and the kernels), None for what cannot be keyed (see lossengine._code_identity)."""
+    if not isinstance(loss_class, type):
         return None
-    digest = hashlib.sha256(f"{__version__}\0{loss_class.__module__}\0{loss_class.__qualname__}".encode())
-    files = set(_code_files(__name__) or [__file__])
-    for klass in loss_class.__mro__:
-        if klass is object:
-            continue
-        module_files = _code_files(klass.__module__)
-        if module_files is None:
-            return None
-        files.update(module_files)
+    return _code_identity.code_identity(loss_class, _code_identity.module_files(__name__) or [__file__])
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (not a symlink, FIFO or device) of sane size."""
     try:
-        for path in sorted(files):
-            digest.update(path.encode() + b"\0" + _file_digest(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
-    return digest.hexdigest()
-
-
-def _read_cached(key: str) -> CheckReport | None:
     try:
-        return CheckReport.from_dict(json.loads((cache_dir() / f"{key}.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_VERDICT_BYTES:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(_MAX_VERDICT_BYTES + 1)
+    except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def _read_cached(key: str, loss_class: type) -> CheckReport | None:
+    folder = _private_cache_dir(create=False)
+    data = None if folder is None else _read_regular(folder / f"{key}.json")
+    if data is None:
+        return None
+    try:
+        report = report_from_json(json.loads(data))
+    except ValueError:
+        return None
+    return report if verdict_problem(loss_class, report) is None else None
+
+
+def report_from_json(data) -> CheckReport:
+    """A CheckReport from its ``to_dict`` form, every field's type checked (ValueError otherwise)."""
+    if not isinstance(data, dict) or set(data) != {"loss", "ok", "checks_run", "failures"}:
+        raise ValueError("a verdict is an object with exactly loss, ok, checks_run and failures")
+    loss, ok, checks_run, failures = data["loss"], data["ok"], data["checks_run"], data["failures"]
+    if not (isinstance(loss, str) and isinstance(ok, bool) and isinstance(checks_run, list)
+            and all(isinstance(c, str) for c in checks_run) and isinstance(failures, list)
+            and all(isinstance(f, dict) and set(f) == {"check", "message"} and isinstance(f["check"], str)
+                    and isinstance(f["message"], str) for f in failures)):
+        raise ValueError("a verdict field has the wrong type")
+    report = CheckReport.from_dict(data)
+    if report.ok != ok:
+        raise ValueError("the verdict's ok disagrees with its failures")
+    return report
+
+
+def store_verdict(loss_class: type, report: CheckReport) -> None:
+    """Store ``report`` for ``loss_class``'s code, when the class has a key and the cache is usable."""
+    key = _cache_key(loss_class)
+    if key is not None:
+        _write_cached(key, report)
 
 
 def _write_cached(key: str, report: CheckReport) -> None:
     """Atomically (a temporary file renamed over the target), so concurrent processes each see a
-    whole verdict or none; an unwritable cache directory just means no cache."""
+    whole verdict or none; an unwritable or shared cache directory just means no cache."""
+    folder = _private_cache_dir(create=True)
+    if folder is None:
+        return
     try:
-        folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as f:
@@ -830,12 +1021,20 @@ def cached_verdict(loss_class: type) -> CheckReport | None:
     with _reports_lock:
         report = _reports.get(loss_class) if isinstance(loss_class, type) else None
     if report is None:
-        key = _cache_key(loss_class) if isinstance(loss_class, type) else None
-        report = None if key is None else _read_cached(key)
+        key = _cache_key(loss_class)
+        report = None if key is None else _read_cached(key, loss_class)
         if report is not None:
             with _reports_lock:
                 _reports[loss_class] = report
     return report
+
+
+def remember(loss_class: type, report: CheckReport) -> CheckReport:
+    """Hold ``report`` as this process's verdict on ``loss_class`` (the first one held wins)."""
+    if not isinstance(loss_class, type):
+        return report
+    with _reports_lock:
+        return _reports.setdefault(loss_class, report)
 
 
 def cached_check(loss_class: type) -> CheckReport:
@@ -845,10 +1044,8 @@ def cached_check(loss_class: type) -> CheckReport:
     if report is not None:
         return report
     report = check(loss_class)
-    key = _cache_key(loss_class) if isinstance(loss_class, type) else None
-    if key is not None:
-        _write_cached(key, report)
-    if isinstance(loss_class, type):
-        with _reports_lock:
+    store_verdict(loss_class, report)
+    with _reports_lock:
+        if isinstance(loss_class, type):
             _reports[loss_class] = report
     return report

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import lossengine as le
-from lossengine import cli, registry, validation
+from lossengine import _validation_child, cli, registry, validation
 
 from test_plugins import Cube
 
@@ -188,7 +188,7 @@ def test_reregistering_the_builtin_class_keeps_its_source(clean_registry):
 def test_builtin_names_cannot_be_unregistered(clean_registry):
     with pytest.raises(ValueError, match="reserved"):
         le.registry.unregister("mse_loss")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="built-in plugin cannot be unregistered"):
         le.registry.unregister_plugin("lossengine")
     assert le.registry.get("mse_loss") is le.MSELoss
 
@@ -385,7 +385,7 @@ def test_a_cached_verdict_spares_the_child(install, monkeypatch):
         raise AssertionError("a child process was started although the verdict was cached")
 
     monkeypatch.setattr(validation, "cached_verdict", cached_verdict, raising=False)
-    monkeypatch.setattr(registry, "_run_child", no_child)
+    monkeypatch.setattr(_validation_child, "run_child", no_child)
     assert {"test_crash_loss", "test_after_crash"} <= set(le.registry.names())
     assert set(verdicts) == {"test_crash_loss", "test_after_crash"}
 

@@ -480,3 +480,81 @@ def test_float32_running_sum_caught_at_large_n():
     assert checks == {"reduction_precise_at_large_n"}, str(report)
     assert "float32 'mean'" in str(report) and "float32 'sum'" in str(report)
     assert "float64 '" not in str(report)
+
+
+# -- what users pass (issue #32): other layouts, and gradients past a chunk or parallel cutoff --------
+def test_gradient_in_memory_order_is_caught_for_fortran_and_strided_inputs():
+    class Bug(Squared):
+        def backward(self, input, target, grad_output=1.0, wrt=None):
+            # Right for C-ordered input: the gradient computed in memory order, reshaped in C order.
+            grads = super().backward(input, target, grad_output=grad_output, wrt=wrt)
+            x = np.asarray(input)
+            fix = lambda g: np.ravel(g, order="F").reshape(x.shape) if x.flags.f_contiguous else g  # noqa: E731
+            return tuple(fix(g) for g in grads) if isinstance(grads, tuple) else fix(grads)
+
+    checks, report = failed_checks(Bug)
+    assert checks == {"layout_invariant"}, str(report)
+    assert "input given Fortran-ordered changes the gradient wrt input" in str(report)
+
+
+def test_gradient_wrong_for_strided_views_is_caught():
+    class Bug(Squared):
+        def backward(self, input, target, grad_output=1.0, wrt=None):
+            x = np.asarray(input)
+            grads = super().backward(input, target, grad_output=grad_output, wrt=wrt)
+            if x.ndim and not x.flags.c_contiguous and not x.flags.f_contiguous:
+                grads = tuple(g[..., ::-1].copy() for g in grads) if isinstance(grads, tuple) else grads[..., ::-1].copy()
+            return grads
+
+    checks, report = failed_checks(Bug)
+    assert checks == {"layout_invariant"}, str(report)
+    assert "given a strided view" in str(report)
+
+
+def test_gradient_off_past_4096_elements_is_caught_at_scale():
+    class Bug(Squared):
+        def grad_scale(self, grad_output, n):
+            # A chunked or parallel path taken on large inputs only, 2% off.
+            return super().grad_scale(grad_output, n) * (1.02 if n > 4096 else 1.0)
+
+    checks, report = failed_checks(Bug)
+    assert checks == {"gradient_at_scale"}, str(report)
+    assert "restricted to" in str(report) and "got/expected = 1.02x" in str(report)
+
+
+def test_gradient_at_scale_reaches_a_minimal_plugin():
+    # forward + backward only, no sample_inputs: the default sampler's inputs are grown past the cutoff.
+    class Minimal(le.Loss):
+        name = "test_minimal_chunked"
+        arguments = ("input", "target")
+        differentiable = ("input",)
+
+        def forward(self, input, target):
+            return Squared(reduction=self.reduction).forward(input, target)
+
+        def backward(self, input, target, grad_output=1.0, wrt=None):
+            g = Squared(reduction=self.reduction).backward(input, target, grad_output=grad_output, wrt="input")
+            return g * g.dtype.type(1.02) if g.size > 4096 else g
+
+    checks, report = failed_checks(Minimal)
+    assert "gradient_at_scale" in checks, str(report)
+
+
+def test_a_loss_whose_rows_interact_is_not_held_to_row_decomposition():
+    class Coupled(Squared):
+        """(x - y)^2 + mean(x): every value depends on the whole input."""
+        def values(self, x, y):
+            return (x - y) ** 2 + x.mean()
+
+        def backward(self, input, target, grad_output=1.0, wrt=None):
+            names, single = self._resolve_wrt(wrt)
+            x, y = np.asarray(input), np.asarray(target)
+            d = x.astype(np.float64) - y
+            go = np.broadcast_to(self.grad_scale(grad_output, x.size), x.shape)
+            grads = {"input": 2.0 * d * go + go.sum() / x.size, "target": -2.0 * d * go}
+            out = tuple(grads[n].astype(x.dtype) for n in names)
+            return out[0] if single else out
+
+    report = le.check(Coupled)
+    assert report.ok, str(report)
+    assert any(c.startswith("gradient_at_scale:") for c in report.checks_run)
