@@ -155,7 +155,7 @@ def fit_intercept_only(loss, target: Any, sample_weight: Any = None, *, n_classe
         raise ValueError("sample_weight must be non-negative (a negative weight has no constant minimizer)")
     if not w.sum() > 0:
         raise ValueError("sample_weight sums to 0: no sample to fit the intercept to")
-    if getattr(loss, "decomposes", None) != "elements" or t.dtype.kind in "iu":
+    if getattr(loss, "decomposes", None) != "elements":
         return _fit_class_scores(loss, t, w, n_classes)
     others = _other_arguments(loss, t, arguments)
     if n_classes is not None:
@@ -273,9 +273,11 @@ def _bracket(G, theta, lo_b, hi_b, t, loss):
 
 # -- class scores --------------------------------------------------------------------------------
 def _fit_class_scores(loss, t: np.ndarray, w: np.ndarray, n_classes: int | None):
+    from .losses.classification import _IndexTargetLoss
+
     form = getattr(loss, "intercept_form", None)
-    if t.dtype.kind in "iu":
-        k = _classes(t, n_classes)
+    if t.dtype.kind in "iu" and isinstance(loss, _IndexTargetLoss):     # class indices
+        k = _classes(t[t != loss.ignore_index], n_classes)
         priors = _class_weight_priors(loss, t, w, k)
         start = _centered_log(priors)
         if form == "log_priors":

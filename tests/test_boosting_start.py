@@ -118,7 +118,8 @@ def test_lightgbm_start_score_is_not_in_the_model_until_added():
 # -- CatBoost --------------------------------------------------------------------------------------
 CB = {"iterations": 15, "depth": 3, "learning_rate": 0.3, "random_seed": 0, "thread_count": 1,
       "bootstrap_type": "No", "random_strength": 0, "verbose": False, "leaf_estimation_iterations": 1,
-      "leaf_estimation_method": "Newton", "boost_from_average": False}
+      "leaf_estimation_method": "Newton", "boost_from_average": False,
+      "allow_writing_files": False}
 
 
 def _catboost():

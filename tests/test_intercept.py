@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 
 import lossengine as le
-from lossengine import _intercept
+from lossengine import _intercept, registry
 from lossengine.domains import domain_of
 from lossengine.extending import NumpyElementwiseLoss
 
-ELEMENTWISE = [cls for cls in le.losses.elementwise.LOSSES]
-ROWS = [cls for cls in le.losses.classification.LOSSES if getattr(cls, "has_hessian", False) is True]
+
+
+def _with_hessian():
+    """Every registered loss with a Hessian: the built-ins and the installed plugins (the Cauchy
+    NumPy plugin, non-convex; the compiled pseudo-Huber)."""
+    classes = [registry.get(name) for name in registry.names()]
+    return [cls for cls in classes if isinstance(cls, type) and cls().has_hessian]
+
+
+WITH_HESSIAN = _with_hessian()
 
 
 def _unbounded(cls, target, w) -> bool:
@@ -27,7 +35,7 @@ def _unbounded(cls, target, w) -> bool:
 
 
 def _target(cls, rng, shape=(240,)):
-    if cls in ELEMENTWISE:
+    if cls.decomposes == "elements":
         return domain_of(cls, "target").sample(rng, shape, np.float64)
     if cls.__name__ in ("TverskyLoss", "DiceLoss"):
         return rng.uniform(0, 1, (60, 2, 4)).round()
@@ -62,7 +70,7 @@ def _assert_minimizer(loss, theta, target, w, **others):
             assert best <= other + 1e-12 * abs(other), (type(loss).__name__, k, delta, best, other)
 
 
-@pytest.mark.parametrize("cls", ELEMENTWISE + ROWS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", WITH_HESSIAN, ids=lambda c: c.__name__)
 def test_fit_intercept_only_minimizes_the_weighted_loss(cls):
     rng = np.random.default_rng(zlib.crc32(cls.__name__.encode()))
     loss = cls()
@@ -73,8 +81,8 @@ def test_fit_intercept_only_minimizes_the_weighted_loss(cls):
             loss.fit_intercept_only(target, w)
         return
     theta = loss.fit_intercept_only(target, w)
-    expected_shape = () if target.dtype.kind == "f" and target.ndim == 1 or cls.__name__ in ("TverskyLoss", "DiceLoss") \
-        else (4,)
+    one_output = (target.dtype.kind == "f" and target.ndim == 1) or cls.__name__ in ("TverskyLoss", "DiceLoss")
+    expected_shape = () if one_output else (4,)
     assert np.shape(theta) == expected_shape
     assert isinstance(theta, float) or theta.dtype == np.float64
     _assert_minimizer(loss, theta, target, w)
@@ -139,6 +147,12 @@ def test_class_priors():
     for options in ({"weight": np.array([2.0, 1.0, 0.5])}, {"label_smoothing": 0.3}, {"ignore_index": 2}):
         loss = le.CrossEntropyLoss(**options)
         _assert_minimizer(loss, loss.fit_intercept_only(t, w), t, w)
+    # positions at the default ignore_index (-100) are left out, not refused
+    with_ignored = np.concatenate([t, [-100, -100]])
+    np.testing.assert_allclose(le.CrossEntropyLoss().fit_intercept_only(with_ignored, np.concatenate([w, [5.0, 5.0]])),
+                               np.log(prior) - np.log(prior).mean(), rtol=1e-13)
+    # integer 0/1 labels of an elementwise loss are labels, not class indices
+    assert le.BCEWithLogitsLoss().fit_intercept_only(np.array([0, 1, 1])) == pytest.approx(np.log(2.0), rel=1e-14)
     # class-probability targets: the weighted mean distribution
     probs = rng.dirichlet([1, 2, 3], 400)
     expected = np.log(np.average(probs, axis=0, weights=w))

@@ -126,12 +126,13 @@ def library_hessian(loss, preds: np.ndarray, hess: np.ndarray, softmax_factor) -
 
 
 def gradient_hessian(loss, preds: np.ndarray, labels: Any, weights: Any, surrogate: float | None,
-                     min_hessian: float, hessian: str = "exact",
-                     softmax_factor=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample (weighted) gradient and Hessian of ``loss`` at ``preds``, of preds' shape and dtype."""
+                     min_hessian: float, hessian: str = "exact", softmax_factor=None,
+                     out: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample (weighted) gradient and Hessian of ``loss`` at ``preds``, of preds' shape and dtype
+    (written into ``out``, two C-contiguous arrays, when given)."""
     target = _target(preds, labels)
     w = _weights(weights, preds.shape[0])
-    grad, hess = loss.gradient_hessian(preds, target)
+    grad, hess = loss.gradient_hessian(preds, target, out=out)
     if hessian == "library":
         library_hessian(loss, preds, hess, softmax_factor)
     if surrogate is not None:

@@ -51,18 +51,22 @@ class Objective:
         self.surrogate = _boosting.default_surrogate(self.loss) if surrogate is _UNSET else surrogate
         self.min_hessian = min_hessian
 
-    def _ders(self, preds: np.ndarray, targets: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
-        grad, hess = _boosting.gradient_hessian(self.loss, preds, targets, weights, self.surrogate, self.min_hessian)
+    def _ders(self, preds: np.ndarray, targets: Any, weights: Any, out: tuple | None = None):
+        grad, hess = _boosting.gradient_hessian(self.loss, preds, targets, weights, self.surrogate, self.min_hessian,
+                                                out=out)
         np.negative(grad, out=grad)     # derivatives of the log-likelihood: minus the loss's
         np.negative(hess, out=hess)
         return grad, hess
 
     def calc_ders_range(self, approxes, targets, weights):
-        # One (der1, der2) row per object, as one (n, 2) array: CatBoost reads row[0] and row[1];
-        # building it is one NumPy call, where a list of n tuples cost 25% more training time
-        # (100,000 rows, depth 3).
-        der1, der2 = self._ders(np.asarray(approxes, np.float64), targets, weights)
-        return np.column_stack((der1, der2))
+        # One (der1, der2) row per object, as the rows of one (n, 2) array (the transpose of a
+        # (2, n) buffer the kernel writes both into): CatBoost reads row[0] and row[1]. A list of n
+        # tuples took 1.3x the training time (100,000 rows, depth 6, 20 iterations, one thread), a
+        # list of lists 1.6x; stacking two arrays was most of this method's time at 100,000 rows.
+        preds = np.asarray(approxes, np.float64)
+        ders = np.empty((2,) + preds.shape)
+        self._ders(preds, targets, weights, out=(ders[0], ders[1]))
+        return ders.T
 
     def calc_ders_multi(self, approx, target, weight):
         preds = np.asarray(approx, np.float64).reshape(1, -1)

@@ -16,9 +16,9 @@ grad and hess returned as (N, K), the layout XGBoost >= 2.0 takes. ``hessian="li
 built-in Hessian where it differs from the exact one (multi:softprob's max(2 p (1 - p), 1e-16),
 count:poisson's exp(x + 0.7); count:poisson also sets the tree parameter ``max_delta_step`` to 0.7,
 which a custom objective must pass in its params to grow the same trees); see
-lossengine/integrations/_boosting.py for the surrogate, the weights and the floor. ``metric(loss)`` -> ``custom_metric(preds, dtrain) -> (name, value)``, the
-sample-weighted loss under the loss's reduction, at the raw predictions (what XGBoost passes when a
-custom objective is in use).
+lossengine/integrations/_boosting.py for the surrogate, the weights and the floor.
+``metric(loss)`` -> ``custom_metric(preds, dtrain) -> (name, value)``, the sample-weighted loss under
+the loss's reduction, at the raw predictions (what XGBoost passes when a custom objective is in use).
 
 ``start_score(loss, label, weight=None)``: the value for ``params["base_score"]``, the loss's
 ``fit_intercept_only`` at the labels (a float; a list of K floats for multi-class, which XGBoost
