@@ -90,7 +90,10 @@ def _target(preds: np.ndarray, labels: Any) -> np.ndarray:
         return _class_indices(labels, n)
     if labels.size != preds.size:
         raise ValueError(f"labels: {labels.size} values for predictions of shape {preds.shape}")
-    return labels.reshape(preds.shape)
+    # In the predictions' dtype: LightGBM and CatBoost hand float32 labels with float64 scores, and
+    # a mixed pair misses gradient_hessian's compiled fast path (the general path casts them to
+    # float64 all the same: the same numbers, at a fraction of the per-call cost).
+    return labels.reshape(preds.shape).astype(preds.dtype, copy=False)
 
 
 def _weights(weights: Any, n: int) -> np.ndarray | None:
