@@ -195,3 +195,21 @@ def test_catboost_objective_signs_and_zero_weight_metric():
     assert np.isnan(metric.get_final_error(error, weight))
     with pytest.raises(ValueError, match="labels: 1 NaN label"):
         lc.objective(le.MSELoss()).calc_ders_range(x, np.where(np.arange(20) == 3, np.nan, y), None)
+
+
+def test_catboost_multiclass_trains_from_the_start_score():
+    # CatBoost's multi-class Python interface is per object (calc_ders_multi): a short run.
+    cb = _catboost()
+    X, w, ys = _data()
+    y, ce = ys["multiclass"], le.CrossEntropyLoss()
+    start = lc.start_score(ce, y, w)
+    model = cb.CatBoost(dict(CB, iterations=8, loss_function=lc.objective(ce), eval_metric=lc.metric(ce),
+                             classes_count=3))
+    model.fit(cb.Pool(X, y, weight=w, baseline=lc.baseline(start, N)), eval_set=cb.Pool(X, y, weight=w,
+                                                                                        baseline=lc.baseline(start, N)))
+    raw = _raw(lc.add_start_score(model, start), X)
+    per = le.CrossEntropyLoss(reduction="none")
+    curve = next(iter(model.get_evals_result()["validation"].values()))
+    assert curve[-1] == pytest.approx(np.dot(w, per(raw, y)) / w.sum(), rel=1e-6)
+    at_start = np.dot(w, per(np.tile(start, (N, 1)), y)) / w.sum()
+    assert curve[-1] < 0.9 * at_start and (np.diff(curve) < 0).all()

@@ -123,6 +123,12 @@ def test_closed_forms():
     b = (y > 2).astype(float)
     p = np.average(b, weights=w)
     assert le.BCEWithLogitsLoss().fit_intercept_only(b, w) == pytest.approx(np.log(p / (1 - p)), rel=1e-13)
+    # an option array set (pos_weight): no closed form declared for it, Newton finds the optimum
+    # p = 3 sum(w y) / (3 sum(w y) + sum(w (1 - y)))
+    pos = 3 * np.dot(w, b)
+    q = pos / (pos + np.dot(w, 1 - b))
+    assert le.BCEWithLogitsLoss(pos_weight=np.array(3.0)).fit_intercept_only(b, w) == pytest.approx(
+        np.log(q / (1 - q)), rel=1e-12)
     # all-zero labels: scikit-learn's clip (10 eps inside the link's range), finite
     assert le.BCEWithLogitsLoss().fit_intercept_only(np.zeros(10)) == pytest.approx(
         np.log(10 * np.finfo(float).eps), rel=1e-6)
