@@ -289,10 +289,13 @@ def _fit_class_scores(loss, t: np.ndarray, w: np.ndarray, n_classes: int | None)
         raise ValueError(f"{type(loss).__name__}: a float target must be (N, C, ...) class probabilities or "
                          f"labels, got shape {t.shape}")
     y = t.astype(np.float64)
-    if form == "log_priors":        # class probabilities: the weighted mean distribution
-        cw = np.ones(y.shape[1]) if getattr(loss, "weight", None) is None else np.asarray(loss.weight, np.float64)
-        mass = np.einsum("n,nc...->c", w, y) * cw
-        return _centered_log(mass)
+    if form == "log_priors":        # class probabilities: the weighted mean of the smoothed targets
+        k = y.shape[1]
+        cw = np.ones(k) if getattr(loss, "weight", None) is None else np.asarray(loss.weight, np.float64)
+        eps = float(getattr(loss, "label_smoothing", 0.0) or 0.0)
+        positions = y[0, 0].size            # trailing axes (N, C, d1, ...): each position counts
+        mass = (1 - eps) * np.einsum("n,nc...->c", w, y) + eps / k * w.sum() * positions
+        return _centered_log(mass * cw)
     if form == "logit_mean":        # multi-label: one logit per class (the last axis), separately
         if getattr(loss, "weight", None) is None:
             return _logit_mean(y.reshape(-1, y.shape[-1]), np.repeat(w, y[0].size // y.shape[-1]))

@@ -164,6 +164,9 @@ def test_class_priors():
     expected = np.log(np.average(probs, axis=0, weights=w))
     np.testing.assert_allclose(le.CrossEntropyLoss().fit_intercept_only(probs, w), expected - expected.mean(),
                                rtol=1e-12)
+    for options in ({"weight": np.array([2.0, 1.0, 0.5])}, {"label_smoothing": 0.3}):
+        loss = le.CrossEntropyLoss(**options)
+        _assert_minimizer(loss, loss.fit_intercept_only(probs, w), probs, w)
 
 
 def test_hinge_embedding_either_way():
