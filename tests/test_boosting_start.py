@@ -43,6 +43,10 @@ XGB_CASES = [  # (built-in objective, its extra params, our loss, labels, extra 
     ("reg:tweedie", {}, le.HalfTweedieLoss(power=1.5), "count", {}),
     ("count:poisson", {}, le.HalfPoissonLoss(), "count", {"max_delta_step": 0.7}),
     ("reg:gamma", {}, le.HalfGammaLoss(), "positive", {}),
+    # MSE's derivatives are twice half squared error's: the same Newton steps without an L2 term
+    # or a minimum Hessian, which do not scale with them
+    ("reg:squarederror", {"lambda": 0.0, "min_child_weight": 0.0}, le.MSELoss(), "regression",
+     {"lambda": 0.0, "min_child_weight": 0.0}),
 ]
 
 
@@ -83,6 +87,7 @@ LGB_CASES = [
     ("tweedie", {}, le.HalfTweedieLoss(power=1.5), "count"),
     ("poisson", {}, le.HalfPoissonLoss(), "count"),
     ("gamma", {}, le.HalfGammaLoss(), "positive"),
+    ("l2", {"min_sum_hessian_in_leaf": 0.0}, le.MSELoss(), "regression"),
 ]
 
 
