@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _intercept
 from .declaration import declared_options, make_init, options_repr
 from .domains import domain_of
 
@@ -372,15 +372,19 @@ class FusedLoss(Loss):
     # pinball, hinge): lossengine.integrations substitutes it for non-positive Hessians. None: the
     # Hessian is positive wherever the loss is convex, nothing to substitute.
     hessian_surrogate: ClassVar[float | None] = None
+    # The closed form of fit_intercept_only, when the loss has one: a name in
+    # lossengine._intercept.CLOSED_FORMS, or "quantile" / "log_priors"; None: solved by Newton.
+    intercept_form: ClassVar[str | None] = None
 
-    def gradient_hessian(self, *arrays: Any, out: Any = None):
+    def gradient_hessian(self, *arrays: Any, out: Any = None, sample_weight: Any = None):
         """(gradient, hessian) of the unreduced loss ('none', whatever ``reduction`` is) wrt the input:
         per element d loss_i / d input_i and d^2 loss_i / d input_i^2 (row losses: the diagonal of
         each row's Hessian), as scikit-learn's ``_loss`` ``gradient_hessian``; one fused pass. Both
         have the input's shape and the compute dtype (float32 or float64). ``out=(gradient, hessian)``
         writes into those C-contiguous arrays of that shape and dtype instead. Where the true second
         derivative is 0 or undefined the loss's docstring says what is returned (see
-        ``hessian_surrogate``)."""
+        ``hessian_surrogate``). ``sample_weight``: one real per sample (the leading axis), each
+        sample's gradient and Hessian multiplied by it, as scikit-learn's signature has."""
         if not self.has_hessian:
             raise TypeError(f"{type(self).__name__} has no second derivative kernel (has_hessian is False)")
         if len(arrays) != len(self.arguments):
@@ -401,7 +405,19 @@ class FusedLoss(Loss):
             if np.shares_memory(grad, hess):
                 raise ValueError("out: the gradient and hessian arrays must not overlap")
         self._run_hessian(plan, grad, hess)
+        if sample_weight is not None:
+            _intercept.weigh(grad, hess, sample_weight)
         return grad, hess
+
+    def fit_intercept_only(self, target: Any, sample_weight: Any = None, *, n_classes: int | None = None,
+                           **arguments: Any):
+        """The constant raw prediction that minimizes the (weighted) summed loss over ``target``,
+        scikit-learn's ``fit_intercept_only``: a float for one-output losses, an array of one
+        sample's prediction shape otherwise ((K,) for class-index targets, K = ``n_classes`` or
+        max(target) + 1, centered). Closed forms where the loss declares one (``intercept_form``),
+        else a safeguarded Newton iteration on ``gradient_hessian``; arguments other than the input
+        and the target by keyword. Details: lossengine/_intercept.py."""
+        return _intercept.fit_intercept_only(self, target, sample_weight, n_classes=n_classes, **arguments)
 
     def _hessian_shape(self, plan) -> tuple:
         return plan.loss_shape

@@ -67,12 +67,73 @@ def test_objective_multiclass_layout_and_errors():
     np.testing.assert_allclose(h, p * (1 - p), rtol=1e-12)
     with pytest.raises(ValueError, match="whole class indices"):
         ll.objective(le.CrossEntropyLoss())(preds, _FakeData(y + 0.5))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"class indices must lie in \[0, 3\)"):
         ll.objective(le.CrossEntropyLoss())(preds, _FakeData(y + 3))
     with pytest.raises(TypeError, match="no second derivative"):
         lx.objective(le.NLLLoss())
     with pytest.raises(ValueError, match="sample weights"):
         lx.objective(le.MSELoss())(preds[:, 0], _FakeData(y, np.ones(3)))
+
+
+def test_weights_are_applied_before_the_hessian_floor():
+    # A zero-weight sample's Hessian is the floor, not 0 (and not the floor times 0); weights are
+    # multiplied into the exact Hessian, then floored, as XGBoost's own objectives do.
+    preds, y = np.array([0.0, 30.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    w = np.array([0.0, 2.0, 3.0])
+    g, h = lx.objective(le.BCEWithLogitsLoss(), min_hessian=1e-6)(preds, _FakeData(y, w))
+    s = 1 / (1 + np.exp(-preds))
+    np.testing.assert_allclose(h, np.maximum(w * s * (1 - s), 1e-6), rtol=1e-12)
+    assert h[0] == 1e-6 and h[1] == 1e-6                     # 2 * 9.4e-14 floored after weighting
+    np.testing.assert_allclose(g, w * (s - y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("module", [lx, ll])
+def test_negative_weights_and_nan_labels_are_refused(module):
+    preds, y = np.zeros(4), np.array([0.0, 1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="sample weights: 1 negative weight"):
+        module.objective(le.BCEWithLogitsLoss())(preds, _FakeData(y, np.array([1.0, -1.0, 1.0, 1.0])))
+    with pytest.raises(ValueError, match="sample weights: NaN or inf"):
+        module.objective(le.BCEWithLogitsLoss())(preds, _FakeData(y, np.array([1.0, np.nan, 1.0, 1.0])))
+    with pytest.raises(ValueError, match="labels: 1 NaN label"):
+        module.objective(le.BCEWithLogitsLoss())(preds, _FakeData(np.array([0.0, np.nan, 1.0, 0.0])))
+    with pytest.raises(ValueError, match="labels: 1 NaN label"):
+        module.metric(le.BCEWithLogitsLoss())(preds, _FakeData(np.array([0.0, np.nan, 1.0, 0.0])))
+    with pytest.raises(ValueError, match="labels: 1 NaN label"):
+        module.start_score(le.BCEWithLogitsLoss(), np.array([0.0, np.nan, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="sample weights: 1 negative weight"):
+        module.start_score(le.BCEWithLogitsLoss(), y, np.array([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="hessian must be 'exact'"):
+        module.objective(le.MSELoss(), hessian="approximate")
+
+
+def test_a_zero_total_weight_metric_is_nan():
+    preds, y = np.zeros(3), np.ones(3)
+    assert np.isnan(lx.metric(le.MSELoss())(preds, _FakeData(y, np.zeros(3)))[1])
+    assert np.isnan(ll.metric(le.MSELoss())(preds, _FakeData(y, np.zeros(3)))[1])
+    assert ll.metric(le.MSELoss(reduction="sum"))(preds, _FakeData(y, np.zeros(3)))[1] == 0.0
+
+
+def test_library_hessians():
+    rng = np.random.default_rng(6)
+    preds = rng.standard_normal((30, 4))
+    y = rng.integers(0, 4, 30).astype(np.float32)
+    w = rng.uniform(0.0, 2.0, 30)
+    p = np.exp(preds) / np.exp(preds).sum(axis=1, keepdims=True)
+    _, h = lx.objective(le.CrossEntropyLoss(), hessian="library")(preds, _FakeData(y, w))
+    np.testing.assert_allclose(h, np.maximum(2 * p * (1 - p) * w[:, None], 1e-16), rtol=1e-12)
+    _, h = ll.objective(le.CrossEntropyLoss(), hessian="library")(preds, _FakeData(y, w))
+    np.testing.assert_allclose(h, 4 / 3 * p * (1 - p) * w[:, None], rtol=1e-12)
+    x, counts = preds[:, 0], rng.poisson(2.0, 30).astype(float)
+    for module in (lx, ll):
+        g, h = module.objective(le.HalfPoissonLoss(), hessian="library")(x, _FakeData(counts, w))
+        np.testing.assert_allclose(h, np.exp(x + 0.7) * w, rtol=1e-12)
+        np.testing.assert_allclose(g, (np.exp(x) - counts) * w, rtol=1e-12)
+        # the built-ins whose Hessian is the exact one: "library" changes nothing
+        for loss, target in ((le.BCEWithLogitsLoss(), (counts > 2).astype(float)), (le.HalfTweedieLoss(), counts),
+                             (le.MSELoss(), counts), (le.SigmoidFocalLoss(), (counts > 2).astype(float))):
+            exact = module.objective(loss)(x, _FakeData(target, w))
+            library = module.objective(loss, hessian="library")(x, _FakeData(target, w))
+            np.testing.assert_array_equal(exact[1], library[1])
 
 
 def test_metric_is_the_weighted_loss():

@@ -1,7 +1,8 @@
 """Integrations with other array libraries and pipelines, each imported lazily and installed as an
 optional extra: ``lossengine.integrations.jax`` (``pip install "lossengine[jax]"``) and
 ``lossengine.integrations.dask`` (``pip install "lossengine[dask]"``); gradient-boosting objectives in
-``lossengine.integrations.xgboost`` and ``.lightgbm`` (extras ``xgboost``, ``lightgbm``). Importing lossengine never
+``lossengine.integrations.xgboost``, ``.lightgbm`` and ``.catboost`` (extras ``xgboost``, ``lightgbm``,
+``catboost``). Importing lossengine never
 imports them or their libraries."""
 import importlib.metadata as _metadata
 

@@ -1,6 +1,6 @@
-"""What the XGBoost and LightGBM adapters share: a loss (instance, class or registry name) turned into
-per-sample gradients and Hessians, and into a per-sample-weighted metric, over the libraries' raw
-predictions and labels.
+"""What the XGBoost, LightGBM and CatBoost adapters share: a loss (instance, class or registry name)
+turned into per-sample gradients and Hessians, into a per-sample-weighted metric and into a start
+score, over the libraries' raw predictions and labels.
 
 Layouts: a 1-D prediction (binary or regression, one value per sample) goes to the loss with the
 labels as its target, elementwise. A 2-D (N, K) prediction (multi-class, or multi-output
@@ -9,16 +9,38 @@ regression) goes to the loss as (N, K) scores: with (N,) labels the labels are c
 and Hessian are those of the loss summed over samples ("gradient_hessian": the unreduced loss,
 whatever the loss's reduction), each sample's multiplied by its weight.
 
-Hessians: boosting needs them positive. Where a loss's true second derivative is 0 (L1, pinball,
-Huber's linear part, hinge: declared by the loss's ``hessian_surrogate``) the adapters substitute that
-surrogate (1, scikit-learn's and LightGBM's choice) for non-positive entries; every Hessian is then
-floored at ``min_hessian`` (non-convex losses such as focal or Cauchy have negative ones far out).
+Inputs: NaN labels and negative or non-finite sample weights are refused with a ValueError (a NaN
+label would give NaN gradients the libraries silently train on; a negative weight a negative
+Hessian, which no floor applied before it can prevent). A weighted metric whose weights sum to 0 is
+NaN, as an empty mean is.
+
+Hessians, in this order: ``hessian="library"`` first replaces the exact Hessian by the library's
+built-in one where the two differ (``library_hessian``); where a loss's true second derivative is 0
+(L1, pinball, Huber's linear part, hinge: declared by the loss's ``hessian_surrogate``) the adapters
+substitute that surrogate (1, scikit-learn's and LightGBM's choice) for non-positive entries; the
+sample weights are multiplied in; every Hessian is then floored at ``min_hessian`` (non-convex
+losses such as focal or Cauchy have negative ones far out). Weighting before the floor is what
+XGBoost's own objectives do (softmax: max(2 p (1 - p) w, 1e-16)), and a zero-weight sample then
+still gets a positive Hessian.
+
+Start scores: ``start_score`` is the loss's ``fit_intercept_only`` at the labels (and weights) in
+the library's layout: the constant raw prediction the built-in objectives start from
+(``boost_from_average``), which custom objectives otherwise leave at 0 or 0.5.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from .. import _intercept
+
+HESSIANS = ("exact", "library")
+
+# The libraries' Poisson objectives (XGBoost count:poisson, LightGBM poisson) use
+# exp(x + max_delta_step) as the Hessian, max_delta_step 0.7 by default in both, a safeguard
+# against the exact exp(x) vanishing where the rate is near 0.
+POISSON_MAX_DELTA_STEP = 0.7
 
 
 def resolve(loss: Any):
@@ -38,18 +60,40 @@ def resolve(loss: Any):
     return loss
 
 
-def _target(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def check_hessian(hessian: Any) -> str:
+    if hessian not in HESSIANS:
+        raise ValueError(f"hessian must be 'exact' (the loss's own second derivative) or 'library' (the "
+                         f"library's built-in objective's), got {hessian!r}")
+    return hessian
+
+
+def _labels(labels: Any) -> np.ndarray:
     labels = np.asarray(labels)
+    if labels.dtype.kind == "f" and np.isnan(labels).any():
+        raise ValueError(f"labels: {int(np.isnan(labels).sum())} NaN label(s); a NaN label gives NaN gradients "
+                         f"(drop those rows or give them a label)")
+    return labels
+
+
+def _class_indices(labels: np.ndarray, n: int) -> np.ndarray:
+    # One label per sample for (N, K) scores: class indices (stored as floats by the libraries).
+    idx = labels.reshape(n).astype(np.int64)
+    if not np.array_equal(idx, labels.reshape(n)):
+        raise ValueError("multi-class labels must be whole class indices 0..K-1")
+    return idx
+
+
+def _target(preds: np.ndarray, labels: Any) -> np.ndarray:
+    labels = _labels(labels)
     n = preds.shape[0]
     if preds.ndim == 2 and labels.size == n:
-        # (N, K) scores with one label per sample: class indices (stored as floats by both libraries).
-        idx = labels.reshape(n).astype(np.int64)
-        if not np.array_equal(idx, labels.reshape(n)):
-            raise ValueError("multi-class labels must be whole class indices 0..K-1")
-        return idx
+        return _class_indices(labels, n)
     if labels.size != preds.size:
         raise ValueError(f"labels: {labels.size} values for predictions of shape {preds.shape}")
-    return labels.reshape(preds.shape)
+    # In the predictions' dtype: LightGBM and CatBoost hand float32 labels with float64 scores, and
+    # a mixed pair misses gradient_hessian's compiled fast path (the general path casts them to
+    # float64 all the same: the same numbers, at a fraction of the per-call cost).
+    return labels.reshape(preds.shape).astype(preds.dtype, copy=False)
 
 
 def _weights(weights: Any, n: int) -> np.ndarray | None:
@@ -60,37 +104,90 @@ def _weights(weights: Any, n: int) -> np.ndarray | None:
         return None
     if w.size != n:
         raise ValueError(f"sample weights: {w.size} for {n} samples")
+    w = w.reshape(n)
+    if not np.isfinite(w).all():
+        raise ValueError("sample weights: NaN or inf weight(s)")
+    if (w < 0).any():
+        raise ValueError(f"sample weights: {int((w < 0).sum())} negative weight(s); boosting needs weights >= 0 "
+                         f"(a negative weight makes the Hessian negative)")
     return w
 
 
+def library_hessian(loss, preds: np.ndarray, hess: np.ndarray, softmax_factor) -> None:
+    """The library's built-in Hessian in place of the exact one, where they differ: the softmax
+    diagonal scaled by ``softmax_factor(K)`` (XGBoost multi:softprob 2, LightGBM multiclass
+    K / (K - 1)) and the Poisson objectives' exp(x + 0.7). Binary logistic, squared error, Gamma,
+    Tweedie, Huber, L1 and quantile built-ins use the loss's exact Hessian (or the same surrogate 1):
+    nothing to change; a loss with no built-in counterpart keeps its exact Hessian."""
+    from ..losses.classification import CrossEntropyLoss
+    from ..losses.elementwise import HalfPoissonLoss, PoissonNLLLoss
+
+    if isinstance(loss, CrossEntropyLoss) and preds.ndim == 2 and preds.shape[1] > 1:
+        hess *= softmax_factor(preds.shape[1])
+    elif isinstance(loss, HalfPoissonLoss) or (isinstance(loss, PoissonNLLLoss) and loss.log_input):
+        np.exp(preds + preds.dtype.type(POISSON_MAX_DELTA_STEP), out=hess)
+
+
 def gradient_hessian(loss, preds: np.ndarray, labels: Any, weights: Any, surrogate: float | None,
-                     min_hessian: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample (weighted) gradient and Hessian of ``loss`` at ``preds``, of preds' shape and dtype."""
-    grad, hess = loss.gradient_hessian(preds, _target(preds, labels))
+                     min_hessian: float, hessian: str = "exact", softmax_factor=None,
+                     out: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample (weighted) gradient and Hessian of ``loss`` at ``preds``, of preds' shape and dtype
+    (written into ``out``, two C-contiguous arrays, when given)."""
+    target = _target(preds, labels)
+    w = _weights(weights, preds.shape[0])
+    grad, hess = loss.gradient_hessian(preds, target, out=out)
+    if hessian == "library":
+        library_hessian(loss, preds, hess, softmax_factor)
     if surrogate is not None:
         np.copyto(hess, surrogate, where=~(hess > 0))    # in place: gradient_hessian's own arrays
-    np.maximum(hess, min_hessian, out=hess)
-    w = _weights(weights, preds.shape[0])
     if w is not None:
-        w = w.reshape((-1,) + (1,) * (preds.ndim - 1)).astype(grad.dtype, copy=False)
-        grad *= w
-        hess *= w
+        _intercept.weigh(grad, hess, w)
+    np.maximum(hess, min_hessian, out=hess)
     return grad, hess
+
+
+def metric_sums(loss, preds: np.ndarray, labels: Any, weights: Any) -> tuple[float, float]:
+    """(sum_i w_i loss_i, sum_i w_i): a sample's outputs add up; w = 1 without weights."""
+    n = preds.shape[0]
+    w = _weights(weights, n)
+    total = _intercept.weighted_loss(loss, (preds, _target(preds, labels)), w)
+    return total, float(n if w is None else w.sum())
+
+
+def final_value(loss, total: float, weight_sum: float) -> float:
+    """The loss under its reduction from ``metric_sums``: 'mean' is the weighted mean (NaN when the
+    weights sum to 0, as an empty mean), 'sum' the weighted sum."""
+    if loss.reduction == "sum":
+        return total
+    return total / weight_sum if weight_sum > 0 else float("nan")
 
 
 def metric_value(loss, preds: np.ndarray, labels: Any, weights: Any) -> float:
     """The loss under its reduction, samples weighted: 'mean' is sum(w l) / sum(w), 'sum' sum(w l)."""
-    import copy
-
-    per_sample = copy.copy(loss)
-    per_sample.reduction = "none"
-    values = np.asarray(per_sample(preds, _target(preds, labels)), np.float64)
-    values = values.reshape(preds.shape[0], -1).sum(axis=1)     # a sample's outputs add up
-    w = _weights(weights, preds.shape[0])
-    w = np.ones(preds.shape[0]) if w is None else np.asarray(w, np.float64)
-    total = float(np.dot(w, values))
-    return total if loss.reduction == "sum" else total / float(w.sum())
+    return final_value(loss, *metric_sums(loss, preds, labels, weights))
 
 
 def default_surrogate(loss) -> float | None:
     return getattr(loss, "hessian_surrogate", None)
+
+
+def start_score(loss: Any, label: Any, weight: Any = None):
+    """The constant raw prediction minimizing the weighted loss at these labels (the loss's
+    ``fit_intercept_only``): a float, or a (K,) array for class-index labels of a multi-class loss
+    (K = max label + 1)."""
+    from ..losses.classification import _IndexTargetLoss
+
+    loss = resolve(loss)
+    labels = _labels(label)
+    n = labels.shape[0] if labels.ndim else 1
+    w = _weights(weight, n)
+    if isinstance(loss, _IndexTargetLoss) and labels.ndim == 1:
+        labels = _class_indices(labels, n)
+    return loss.fit_intercept_only(labels, w)
+
+
+def start_rows(start: Any, n: int) -> np.ndarray:
+    """``start`` repeated for n rows: (n,) for a scalar, (n, K) for a (K,) start (the libraries'
+    per-row init_score / baseline)."""
+    start = np.asarray(start, np.float64)
+    return np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))

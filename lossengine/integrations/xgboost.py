@@ -1,20 +1,30 @@
-"""XGBoost custom objectives and metrics from lossengine losses.
+"""XGBoost custom objectives, metrics and start scores from lossengine losses.
 
     import xgboost as xgb
     from lossengine.integrations import xgboost as lx
 
-    booster = xgb.train({"disable_default_eval_metric": 1, "base_score": 0.0}, dtrain, 50,
-                        obj=lx.objective(le.SigmoidFocalLoss(alpha=0.25, gamma=2.0)),
-                        custom_metric=lx.metric(le.SigmoidFocalLoss()), evals=[(dtrain, "train")])
+    focal = le.SigmoidFocalLoss(alpha=0.25, gamma=2.0)
+    params = {"base_score": lx.start_score(focal, y, w), "disable_default_eval_metric": 1}
+    booster = xgb.train(params, dtrain, 50, obj=lx.objective(focal), custom_metric=lx.metric(focal),
+                        evals=[(dtrain, "train")])
 
-``objective(loss)`` -> ``obj(preds, dtrain) -> (grad, hess)``: the loss's per-sample gradient and
-Hessian (``gradient_hessian``) at XGBoost's raw predictions (float32: computed in float32, no cast),
-the DMatrix's labels as the target and its sample weights multiplied in. Binary and regression:
-preds (N,); multi-class (``num_class`` K): preds (N, K) with class-index labels, grad and hess
-returned as (N, K), the layout XGBoost >= 2.0 takes. See lossengine/integrations/_boosting.py for the
-Hessian surrogate and floor. ``metric(loss)`` -> ``custom_metric(preds, dtrain) -> (name, value)``,
-the sample-weighted loss under the loss's reduction, at the raw predictions (what XGBoost passes
-when a custom objective is in use).
+``objective(loss, hessian="exact")`` -> ``obj(preds, dtrain) -> (grad, hess)``: the loss's per-sample
+gradient and Hessian (``gradient_hessian``) at XGBoost's raw predictions (float32: computed in
+float32, no cast), the DMatrix's labels as the target and its sample weights multiplied in. Binary
+and regression: preds (N,); multi-class (``num_class`` K): preds (N, K) with class-index labels,
+grad and hess returned as (N, K), the layout XGBoost >= 2.0 takes. ``hessian="library"``: XGBoost's
+built-in Hessian where it differs from the exact one (multi:softprob's max(2 p (1 - p), 1e-16),
+count:poisson's exp(x + 0.7); count:poisson also sets the tree parameter ``max_delta_step`` to 0.7,
+which a custom objective must pass in its params to grow the same trees); see
+lossengine/integrations/_boosting.py for the surrogate, the weights and the floor.
+``metric(loss)`` -> ``custom_metric(preds, dtrain) -> (name, value)``, the sample-weighted loss under
+the loss's reduction, at the raw predictions (what XGBoost passes when a custom objective is in use).
+
+``start_score(loss, label, weight=None)``: the value for ``params["base_score"]``, the loss's
+``fit_intercept_only`` at the labels (a float; a list of K floats for multi-class, which XGBoost
+>= 3.1 takes as its per-class intercept). XGBoost applies base_score as a raw margin when a custom
+objective is in use (no link), so this is the constant the built-in objective would start from
+(its boost_from_average); without it a custom objective starts at 0.5.
 
 The loss is any lossengine loss with a second derivative: an instance, a class (default options)
 or a registry name, plugins included.
@@ -27,22 +37,30 @@ import numpy as np
 
 from . import _boosting
 
-__all__ = ["objective", "metric"]
+__all__ = ["objective", "metric", "start_score"]
 
 _UNSET = object()
 
 
-def objective(loss: Any, *, surrogate: Any = _UNSET, min_hessian: float = 1e-16) -> Callable:
+def _softprob_factor(k: int) -> float:
+    return 2.0      # multi:softprob: h = max(2 p (1 - p) w, 1e-16)
+
+
+def objective(loss: Any, *, hessian: str = "exact", surrogate: Any = _UNSET, min_hessian: float = 1e-16) -> Callable:
     """``obj(preds, dtrain) -> (grad, hess)`` for ``xgboost.train(..., obj=...)``.
 
+    hessian: "exact" (the loss's own second derivative) or "library" (XGBoost's built-in objective's:
+    with ``start_score``, a lossengine cross-entropy then trains multi:softprob's model);
     surrogate: the Hessian used where the loss's is not positive (default: the loss's
     ``hessian_surrogate``, 1.0 for L1/pinball/Huber/hinge, None for the others); min_hessian: the
-    floor of every Hessian."""
+    floor of every (weighted) Hessian."""
     loss = _boosting.resolve(loss)
+    hessian = _boosting.check_hessian(hessian)
     sur = _boosting.default_surrogate(loss) if surrogate is _UNSET else surrogate
 
     def obj(preds: np.ndarray, dtrain) -> tuple[np.ndarray, np.ndarray]:
-        return _boosting.gradient_hessian(loss, preds, dtrain.get_label(), dtrain.get_weight(), sur, min_hessian)
+        return _boosting.gradient_hessian(loss, preds, dtrain.get_label(), dtrain.get_weight(), sur, min_hessian,
+                                          hessian, _softprob_factor)
 
     obj.loss = loss
     return obj
@@ -58,3 +76,10 @@ def metric(loss: Any) -> Callable:
 
     custom_metric.loss = loss
     return custom_metric
+
+
+def start_score(loss: Any, label: Any, weight: Any = None) -> float | list[float]:
+    """``params["base_score"]`` for a custom objective: the constant raw prediction minimizing the
+    weighted loss (``loss.fit_intercept_only``); a list of K floats for class-index labels."""
+    score = _boosting.start_score(loss, label, weight)
+    return score if isinstance(score, float) else [float(v) for v in np.ravel(score)]

@@ -292,6 +292,7 @@ class CrossEntropyLoss(_IndexTargetLoss):
     (the diagonal is what boosting uses, as scikit-learn's multinomial gradient_hessian)."""
     name = "cross_entropy"
     has_hessian = True
+    intercept_form = "log_priors"
     index_kernel = _classification.CrossEntropyIndex
     differentiable = ("input", "target")
     # ignore_index has no example here: the validator's samples include probability targets, for
@@ -394,6 +395,7 @@ class MultiLabelSoftMarginLoss(ClassificationLoss):
     Hessian: diagonal (the classes are independent), weight_c sigmoid(x) (1 - sigmoid(x)) / C."""
     name = "multilabel_soft_margin_loss"
     has_hessian = True
+    intercept_form = "logit_mean"
     differentiable = ("input", "target")
     options = (array("weight", parse=lambda n, v: _arrays.float_array(n, v).copy()), reduction())
     domains = {"target": Interval(0.0, 1.0)}

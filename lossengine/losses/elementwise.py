@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .. import _arrays, _elementwise
+from .. import _arrays, _elementwise, _intercept
 from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
 from ..base import FastPathLoss, FusedLoss, losses_defined_in
 from ..declaration import array, flag, real, reduction
@@ -99,7 +99,7 @@ class ElementwiseLoss(FastPathLoss):
                 return -1
         return len(self.operand_options)
 
-    def gradient_hessian(self, *arrays: Any, out: Any = None):
+    def gradient_hessian(self, *arrays: Any, out: Any = None, sample_weight: Any = None):
         # The fast path (ElementwiseKernel.fast_hessian): the common call checked and run in compiled
         # code; anything else, or a domain error to report, takes the general path.
         if (out is None or (type(out) is tuple and len(out) == 2)) and len(arrays) == len(self.arguments):
@@ -108,8 +108,10 @@ class ElementwiseLoss(FastPathLoss):
                 result = self._kernel_for_call().fast_hessian(arrays, extra, *(out or (None, None)),
                                                               get_num_threads(), PARALLEL_MIN_ELEMENTS)
                 if result is not None:
+                    if sample_weight is not None:
+                        _intercept.weigh(*result, sample_weight)
                     return result
-        return super().gradient_hessian(*arrays, out=out)
+        return super().gradient_hessian(*arrays, out=out, sample_weight=sample_weight)
 
     gradient_hessian.__doc__ = FusedLoss.gradient_hessian.__doc__
 
@@ -169,12 +171,14 @@ class L1Loss(ElementwiseLoss):
     LightGBM's L1 objective do."""
     name = "l1_loss"
     hessian_surrogate = 1.0
+    intercept_form = "median"
     kernel = _elementwise.L1
 
 
 class MSELoss(ElementwiseLoss):
     """(input - target)^2. Hessian: 2."""
     name = "mse_loss"
+    intercept_form = "mean"
     kernel = _elementwise.MSE
 
 
@@ -200,6 +204,7 @@ class BCELoss(ElementwiseLoss):
     """-w (y log x + (1 - y) log(1 - x)), logs clamped at -100 as in torch. Hessian: the derivative of
     torch's gradient w (x - y) / max(x (1 - x), eps), i.e. w (y / x^2 + (1 - y) / (1 - x)^2) unclamped."""
     name = "binary_cross_entropy"
+    intercept_form = "mean"
     kernel = _elementwise.BCE
     options = (array("weight"), reduction())
     operand_options = ("weight",)
@@ -213,6 +218,7 @@ class BCEWithLogitsLoss(ElementwiseLoss):
     """BCE on logits, in log-sigmoid form (finite at |logit| = 1e4); ``pos_weight`` weighs positives.
     Hessian: w (p y + 1 - y) sigmoid(x) (1 - sigmoid(x)) (p = 1 without pos_weight)."""
     name = "binary_cross_entropy_with_logits"
+    intercept_form = "logit_mean"
     kernel = _elementwise.BCEWithLogits
     options = (array("weight"), reduction(), array("pos_weight"))
     operand_options = ("weight", "pos_weight")
@@ -265,6 +271,11 @@ class PoissonNLLLoss(ElementwiseLoss):
     # Positive inputs serve log_input either way; targets > 0 keep full=True's gradient finite.
     domains = {"input": Positive(), "target": Positive()}
 
+    @property
+    def intercept_form(self) -> str | None:
+        # log_input: exp(x) - y x, minimized at x = log(mean y); else x - y log(x + eps): by Newton.
+        return "log_mean" if self.log_input else None
+
 
 class GaussianNLLLoss(ElementwiseLoss):
     """0.5 (log max(var, eps) + (input - target)^2 / max(var, eps)) [+ 0.5 log 2 pi]. Hessian wrt the
@@ -278,6 +289,8 @@ class GaussianNLLLoss(ElementwiseLoss):
     broadcast_arguments = ("target", "var")
     domains = {"var": Positive()}
     domain_errors = {2: "var has negative entry/entries"}
+    # fit_intercept_only: a constant var (1 unless given) does not move the minimizer.
+    intercept_arguments = {"var": 1.0}
 
     def _effective_arrays(self, arrays):
         # torch's var shapes: the input's; the input's minus its last dimension (unsqueezed); or the
@@ -324,6 +337,8 @@ class MarginRankingLoss(ElementwiseLoss):
     options = (real("margin", 0.0, examples=(0.5,)), reduction())
     broadcast_arguments = ("input2", "target")
     domains = {"target": Signs()}
+    # fit_intercept_only fits input1 against input2 (0 unless given).
+    intercept_arguments = {"input2": 0.0}
 
     def _effective_arrays(self, arrays):
         if len({a.ndim for a in arrays}) != 1:
@@ -361,6 +376,7 @@ class PinballLoss(ElementwiseLoss):
     kernel = _elementwise.Pinball
     options = (real("quantile", 0.5, gt=0.0, lt=1.0, examples=(0.1, 0.9)), reduction())
     hessian_surrogate = 1.0
+    intercept_form = "quantile"
     reference = "sklearn"
 
 
@@ -370,6 +386,7 @@ class HalfPoissonLoss(ElementwiseLoss):
     1989). Exactly sklearn's ``loss``; the half Poisson deviance adds y log y - y, which sklearn
     drops too (its ``constant_to_optimal_zero``). Targets y >= 0."""
     name = "half_poisson_loss"
+    intercept_form = "log_mean"
     kernel = _elementwise.HalfPoisson
     domains = {"target": Positive()}
     reference = "sklearn"
@@ -380,6 +397,7 @@ class HalfGammaLoss(ElementwiseLoss):
     y exp(-x) (McCullagh & Nelder 1989). Exactly sklearn's ``loss``; the half Gamma deviance adds
     -log y - 1 (sklearn's ``constant_to_optimal_zero``). Targets y > 0."""
     name = "half_gamma_loss"
+    intercept_form = "log_mean"
     kernel = _elementwise.HalfGamma
     domains = {"target": Positive()}
     reference = "sklearn"
@@ -393,6 +411,7 @@ class HalfTweedieLoss(ElementwiseLoss):
     y^(2-p) / ((1-p)(2-p)) (sklearn's ``constant_to_optimal_zero``). 0 < p < 1 is refused (no such
     distribution), as in sklearn. Targets y >= 0 (y > 0 for p >= 2)."""
     name = "half_tweedie_loss"
+    intercept_form = "log_mean"
     kernel = _elementwise.HalfTweedie
     options = (real("power", 1.5, examples=(0.0, 1.0, 2.0, 3.0)), reduction())
     domains = {"target": Positive()}
