@@ -232,6 +232,8 @@ def test_ctc_reduction_none_differentiates_in_reverse_mode():
     expected = loss.backward(np.asarray(log_probs), np.asarray(targets), np.asarray(lengths),
                              np.asarray(target_lengths), grad_output=np.asarray(cot))
     close(grad, expected)
+    with pytest.raises(TypeError, match=r"CTCLoss\(reduction='none'\) is differentiable in reverse mode only"):
+        jax.jvp(lambda a: wrap(loss)(a, targets, lengths, target_lengths), (log_probs,), (log_probs,))
 
 
 def test_info_says_which_route_wrap_takes():

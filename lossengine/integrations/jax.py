@@ -362,13 +362,27 @@ class _Wrapped:
         self.value_grads_function.defjvp(self.value_grads_jvp, symbolic_zeros=True)
         self.hessian_function = jax.custom_jvp(self.hessian)
         self.hessian_function.defjvp(self.hessian_jvp)
-        if self.reduced or self.kind in DECOMPOSITION_AXES:
-            core = jax.custom_jvp(self.value)
-            core.defjvp(self.value_jvp, symbolic_zeros=True)
-        else:
+        reverse_only = not (self.reduced or self.kind in DECOMPOSITION_AXES)
+        if reverse_only:
             core = jax.custom_vjp(self.value)
             core.defvjp(self.vjp_fwd, self.vjp_bwd)
+        else:
+            core = jax.custom_jvp(self.value)
+            core.defjvp(self.value_jvp, symbolic_zeros=True)
         arguments = self.arguments
+
+        def run(arrays):
+            try:
+                return _reraising(core, arrays)
+            except TypeError as exc:
+                # JAX's own words for forward mode through a custom_vjp, said in lossengine's.
+                if reverse_only and "forward-mode autodiff" in str(exc):
+                    raise TypeError(
+                        f"wrap: {self.title}(reduction='none') is differentiable in reverse mode only (jax.grad, "
+                        f"vjp, jacrev): it declares no decomposition (Loss.decomposes), so which loss position "
+                        f"each element moves is unknown; for jvp, jacfwd or hessian use reduction='sum' or 'mean'"
+                    ) from None
+                raise
 
         def call(*arrays):
             if len(arrays) != len(arguments):
@@ -377,7 +391,7 @@ class _Wrapped:
             arrays = [jnp.asarray(a) for a in arrays]
             narrow = arrays[0].dtype if _narrow(arrays[0].dtype) else None
             arrays = [a.astype(jnp.float32) if _narrow(a.dtype) else a for a in arrays]
-            value = _reraising(core, arrays)
+            value = run(arrays)
             return value if narrow is None else value.astype(narrow)
 
         call.__name__ = f"{self.title}_jax"
