@@ -3,6 +3,7 @@ same loss written in JAX (optax), float32, interleaved medians in one run. Both 
 timed: the XLA FFI handler (when lossengine_jaxffi is installed) and the pure_callback fallback.
 
     python benchmarks/bench_jax_wrap.py            # prints the table the README quotes
+    python benchmarks/bench_jax_wrap.py --threads 1 --cases "BCEWithLogits 1e3"
     pytest benchmarks/bench_jax_wrap.py --benchmark-enable
 
 "wrap overhead" is the time through wrap minus the same kernel pass called directly on NumPy arrays
@@ -75,11 +76,19 @@ def test_jax_wrap(benchmark, case, which):
 
 
 if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, help="lossengine's kernel threads (default: its own choice)")
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
+    args = parser.parse_args()
+    if args.threads:
+        le.set_num_threads(args.threads)
+    print(f"jax {jax.__version__}, lossengine threads {le.get_num_threads()}")
     routes = list(_routes())
     print("| case | " + " | ".join(routes) + " | optax | lossengine on NumPy | "
           + " | ".join(f"{r} overhead" for r in routes) + " | " + " | ".join(f"{r} / optax" for r in routes) + " |")
     print("|---" * (3 + 3 * len(routes)) + "|")
-    for case in CASES:
+    for case in args.cases:
         med = interleaved_medians(_functions(case), repeat=30 if "1e3" in case or "1e5" in case else 15)
         native, direct = med["optax"], med["lossengine on NumPy"]
         us = lambda s: f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"      # noqa: E731

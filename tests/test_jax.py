@@ -250,3 +250,17 @@ def test_info_says_which_route_wrap_takes():
     env["LOSSENGINE_JAX_FFI"] = "0"
     out = subprocess.run([sys.executable, "-m", "lossengine", "info"], capture_output=True, text=True, cwd="/", env=env)
     assert "jax calls:        jax.pure_callback fallback (LOSSENGINE_JAX_FFI=0)" in out.stdout.splitlines()
+
+
+def test_jax_int32_class_indices_take_the_compiled_fast_path(monkeypatch):
+    # JAX's integers are int32 unless x64 is on; the fast path takes int64 indices, so wrap widens them.
+    general = []
+    compute = le.CrossEntropyLoss._compute
+    monkeypatch.setattr(le.CrossEntropyLoss, "_compute", lambda self, *a, **k: general.append(1) or compute(self, *a, **k))
+    x, y01, y, pos, t, p = _data(11)
+    x32, t32 = x.astype(jnp.float32), t.astype(jnp.int32)
+    value, grad = jax.jit(jax.value_and_grad(wrap(le.CrossEntropyLoss())))(x32, t32)
+    ref_value, ref_grad = jax.value_and_grad(lambda a: optax.softmax_cross_entropy_with_integer_labels(a, t32).mean())(x32)
+    close(value, ref_value, rtol=1e-6)
+    close(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    assert general == []

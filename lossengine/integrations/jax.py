@@ -76,10 +76,20 @@ class _RecentError:
     exc: BaseException | None = None
 
 
+# Integer dtypes JAX hands over that lossengine would widen to int64 anyway (class indices, lengths:
+# JAX's integers are int32 unless x64 is on); widened here, where it is exact, the call can take the
+# kernels' fast paths, which take int64 indices only. (uint64 is left to lossengine's own checks.)
+_WIDENED = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32))
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.int64) if a.dtype in _WIDENED else a
+
+
 def _guarded(host: Callable) -> Callable:
     def run(ins, outs):
         try:
-            host(ins, outs)
+            host([_widen(a) for a in ins], outs)
         except _USER_ERRORS as exc:
             _RecentError.exc = exc
             raise
