@@ -264,3 +264,42 @@ def test_jax_int32_class_indices_take_the_compiled_fast_path(monkeypatch):
     close(value, ref_value, rtol=1e-6)
     close(grad, ref_grad, rtol=1e-5, atol=1e-7)
     assert general == []
+
+
+class MinimalSquare(le.Loss):
+    """A plugin written to the minimum: forward and backward, nothing else declared."""
+    name = "minimal_square_test_loss"
+    arguments = ("input", "target")
+    differentiable = ("input",)
+
+    def forward(self, x, y):
+        d = (np.asarray(x) - np.asarray(y)) ** 2
+        return d.mean() if self.reduction == "mean" else d.sum() if self.reduction == "sum" else d
+
+    def backward(self, x, y, grad_output=1.0, wrt=None):
+        g = 2 * (np.asarray(x) - np.asarray(y)) * np.asarray(grad_output)
+        return (g / g.size if self.reduction == "mean" else g,)
+
+
+def test_a_minimal_plugin_is_served_and_none_without_a_shape_rule_is_refused():
+    x, y01, y, pos, t, p = _data(12)
+    f = wrap(MinimalSquare())
+    native = lambda a: jnp.mean((a - y) ** 2)                                 # noqa: E731
+    close(jax.jit(jax.value_and_grad(f))(x, y)[1], jax.grad(native)(x))
+    close(jax.jacfwd(f)(x, y), jax.jacfwd(native)(x))
+    with pytest.raises(TypeError, match=r"MinimalSquare with reduction='none' declares no rule for its value's shape"):
+        wrap(MinimalSquare(reduction="none"))(x, y)
+
+
+class WritesIntoItsInput(MinimalSquare):
+    def forward(self, x, y):
+        x += 1.0                                                    # a bug: inputs are never to be modified
+        return super().forward(x, y)
+
+
+def test_inputs_reach_the_loss_read_only():
+    x = jnp.arange(6.0)
+    before = np.array(x)
+    with pytest.raises(ValueError, match="read-only"):
+        jax.block_until_ready(wrap(WritesIntoItsInput())(x, x))
+    close(x, before, rtol=0, atol=0)
