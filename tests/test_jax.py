@@ -303,3 +303,21 @@ def test_inputs_reach_the_loss_read_only():
     with pytest.raises(ValueError, match="read-only"):
         jax.block_until_ready(wrap(WritesIntoItsInput())(x, x))
     close(x, before, rtol=0, atol=0)
+
+
+def test_vmap_nested_and_unbatched_arguments():
+    rng = np.random.default_rng(13)
+    x = jnp.asarray(rng.standard_normal((3, 4, 6, 5)))
+    t = jnp.asarray(rng.integers(0, 5, (4, 6)))                        # batched over the inner vmap only
+    ce = wrap(le.CrossEntropyLoss())
+    native = lambda a, b: optax.softmax_cross_entropy_with_integer_labels(a, b).mean()   # noqa: E731
+    inner = lambda f: jax.vmap(f, in_axes=(0, 0))                      # noqa: E731
+    outer = lambda f: jax.jit(jax.vmap(inner(f), in_axes=(0, None)))   # noqa: E731
+    close(outer(ce)(x, t), outer(native)(x, t))
+    close(outer(jax.grad(ce))(x, t), outer(jax.grad(native))(x, t))
+    # a batch axis that is not the leading one, a 'none' loss, and a batch of one
+    huber = wrap(le.HuberLoss(reduction="none"))
+    y = jnp.asarray(rng.standard_normal((6, 2, 5)))
+    ref = jax.vmap(lambda a, b: optax.huber_loss(a, b), in_axes=(1, 1))(y, y[::-1])
+    close(jax.vmap(huber, in_axes=(1, 1))(y, y[::-1]), ref)
+    close(jax.vmap(huber)(y[:1], y[:1] * 2), jax.vmap(lambda a, b: optax.huber_loss(a, b))(y[:1], y[:1] * 2))

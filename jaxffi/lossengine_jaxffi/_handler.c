@@ -1,5 +1,7 @@
 /* The XLA FFI handler behind lossengine.integrations.jax: one custom call target,
- * "lossengine_host", whose ``slot`` attribute names a host function registered from Python.
+ * "lossengine_host", whose ``slot`` attribute names a host function registered from Python; it is
+ * called as host(operands, results, rank), the lists of NumPy views and the unbatched rank of the
+ * first result (the leading axes beyond it are vmap's).
  *
  * Why a handler that calls Python (and not the kernels' C entry points): lossengine's work per call
  * is its argument checks, domain checks and error messages as much as its kernels, and those live in
@@ -72,11 +74,13 @@ static XLA_FFI_Error *metadata(XLA_FFI_CallFrame *frame)
     return NULL;
 }
 
-static int64_t slot_attribute(const XLA_FFI_Attrs *attrs)
+/* An int64 scalar attribute by name; -1 when absent. */
+static int64_t int_attribute(const XLA_FFI_Attrs *attrs, const char *wanted)
 {
+    size_t length = strlen(wanted);
     for (int64_t i = 0; i < attrs->size; i++) {
         const XLA_FFI_ByteSpan *name = attrs->names[i];
-        if (attrs->types[i] != XLA_FFI_AttrType_SCALAR || name->len != 4 || memcmp(name->ptr, "slot", 4) != 0)
+        if (attrs->types[i] != XLA_FFI_AttrType_SCALAR || name->len != length || memcmp(name->ptr, wanted, length) != 0)
             continue;
         const XLA_FFI_Scalar *scalar = (const XLA_FFI_Scalar *)attrs->attrs[i];
         if (scalar->dtype == XLA_FFI_DataType_S64)
@@ -154,7 +158,8 @@ static XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame)
         return metadata(frame);
     if (frame->stage != XLA_FFI_ExecutionStage_EXECUTE)
         return NULL;                                 /* nothing to instantiate, prepare or initialize */
-    int64_t slot = slot_attribute(&frame->attrs);
+    int64_t slot = int_attribute(&frame->attrs, "slot");
+    int64_t rank = int_attribute(&frame->attrs, "rank");
     XLA_FFI_Error *error = NULL;
     PyGILState_STATE gil = PyGILState_Ensure();
     if (hosts == NULL || slot < 0 || slot >= (int64_t)PyList_GET_SIZE(hosts)) {
@@ -164,7 +169,9 @@ static XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame)
     PyObject *host = PyList_GET_ITEM(hosts, (Py_ssize_t)slot);
     PyObject *ins = views(frame->args.args, frame->args.size, 0);
     PyObject *outs = ins ? views(frame->rets.rets, frame->rets.size, 1) : NULL;
-    PyObject *result = outs ? PyObject_CallFunctionObjArgs(host, ins, outs, NULL) : NULL;
+    PyObject *rank_object = outs ? PyLong_FromLongLong(rank) : NULL;
+    PyObject *result = rank_object ? PyObject_CallFunctionObjArgs(host, ins, outs, rank_object, NULL) : NULL;
+    Py_XDECREF(rank_object);
     if (result == NULL)
         error = python_error(frame->api);
     Py_XDECREF(result);
@@ -194,7 +201,8 @@ static PyMethodDef methods[] = {
     {"handler", py_handler, METH_NOARGS,
      "The XLA FFI handler, as a PyCapsule for jax.ffi.register_ffi_target."},
     {"register", py_register, METH_O,
-     "register(host) -> slot: host(ins, outs) is called with NumPy views of the operand and result buffers."},
+     "register(host) -> slot: host(ins, outs, rank) is called with NumPy views of the operand and result "
+     "buffers and the custom call's rank attribute."},
     {NULL, NULL, 0, NULL},
 };
 

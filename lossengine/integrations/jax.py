@@ -31,7 +31,8 @@ as NumPy views, without copies, and turns lossengine's ValueError/TypeError/Inde
 XLA error. Otherwise through ``jax.pure_callback`` (copies in and out, a longer host round trip).
 ``backend()`` says which; ``LOSSENGINE_JAX_FFI=0`` forces the fallback. Either way a call outside
 ``jit`` re-raises lossengine's own exception. Under ``vmap`` the kernels run once per batch element
-(``vmap_method="sequential"``), so a reduced loss reduces within each element. Output shapes come
+(a reduced loss reduces within each): in one custom call on views of the batched buffers (FFI), or
+in XLA's loop of callbacks (``vmap_method="sequential"``, the fallback). Output shapes come
 from the loss's declared rule (``Loss.value_shape``), never from running it.
 """
 from __future__ import annotations
@@ -109,7 +110,13 @@ class _Callback:
 
 class _Ffi:
     """The ``lossengine_host`` XLA custom call: the handler (lossengine_jaxffi) looks the host function
-    up by the ``slot`` attribute and calls it on NumPy views of the operand and result buffers."""
+    up by the ``slot`` attribute and calls it on NumPy views of the operand and result buffers.
+
+    Its vmap rule is ``expand_dims``: one custom call for the whole batch, the batched operands with
+    their batch axes leading and the others with axes of size 1 there (no copies, no broadcast), and
+    the host runs the loss once per batch element on views (``_each_element``). The fallback's
+    ``sequential`` rule is an XLA loop with one call per element, which slices every operand and
+    stacks every result."""
     name = "ffi"
     target = "lossengine_host"
 
@@ -121,9 +128,20 @@ class _Ffi:
     def __call__(self, host: Callable, structs: list, operands: tuple) -> tuple:
         slot = self.slots.get(id(host))
         if slot is None:
-            slot = self.slots[id(host)] = self.module.register(host)
-        call = jax.ffi.ffi_call(self.target, tuple(structs), vmap_method="sequential")
-        return tuple(call(*operands, slot=np.int64(slot)))
+            slot = self.slots[id(host)] = self.module.register(functools.partial(_each_element, host))
+        call = jax.ffi.ffi_call(self.target, tuple(structs), vmap_method="expand_dims")
+        return tuple(call(*operands, slot=np.int64(slot), rank=np.int64(len(structs[0].shape))))
+
+
+def _each_element(host: Callable, ins: list, outs: list, rank: int) -> None:
+    """``host`` on each element of a vmapped call: ``rank`` is the first result's unbatched rank, so its
+    leading axes beyond that are the batch's; an operand's leading axes there are the batch's sizes or 1."""
+    depth = outs[0].ndim - rank
+    if depth == 0:
+        return host(ins, outs)
+    for index in np.ndindex(*outs[0].shape[:depth]):
+        host([a[tuple(i if n > 1 else 0 for i, n in zip(index, a.shape[:depth])) + (...,)] for a in ins],
+             [o[index + (...,)] for o in outs])
 
 
 #: Why the FFI handler is not used (None when it is).
