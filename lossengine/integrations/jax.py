@@ -48,7 +48,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from ..base import DECOMPOSITION_AXES, FusedLoss, Loss
 
-__all__ = ["wrap", "backend"]
+__all__ = ["wrap", "backend", "describe_backend"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 # What lossengine raises for the caller's data; anything else is a bug and keeps its traceback.
@@ -378,6 +378,8 @@ class _Wrapped:
     def vjp_bwd(self, arrays, cotangent):
         wrt = tuple(k for k, name in enumerate(self.arguments)
                     if name in self.loss.differentiable and jnp.issubdtype(arrays[k].dtype, jnp.floating))
+        if not wrt:                          # nothing differentiable was given as floats: no kernel call
+            return (None,) * len(arrays)
         grads = self.run(self.kernels.backward(wrt), self.grad_structs(arrays, wrt), (cotangent,) + tuple(arrays))
         result: list[Any] = [None] * len(arrays)
         for k, g in zip(wrt, grads):
