@@ -342,12 +342,19 @@ class _Wrapped:
         self.require_hessian(wrt, moving)
         value, grads = self.value_grads_function(wrt, *primals)
         value_tangent = self.contract(primals, wrt, grads, tangents, self.value_struct(primals))
-        # d(gradient wrt input) = H t, H diagonal: the unreduced loss's d^2 loss_i / d input_i^2, over
-        # the 'mean' denominator (the number of loss elements) for reduction='mean'.
-        scale = 1.0 / max(1, int(np.prod(primals[0].shape))) \
-            if getattr(self.loss, "reduction", "mean") == "mean" else 1.0
+        # d(gradient wrt input) = H t, H diagonal: the unreduced loss's d^2 loss_i / d input_i^2, divided
+        # as the reduction divides the gradient.
+        scale = 1.0 / self.denominator(tuple(primals[0].shape))
         hess = self.hessian_function(*primals)
         return (value, grads), (value_tangent, (hess * (scale * tangents[0].astype(hess.dtype)),))
+
+    def denominator(self, shape: tuple) -> int:
+        """What the reduction divides the summed loss by: the elementwise family's own rule ('mean': the
+        element count, KLDiv's 'batchmean': the batch size), else 'mean''s element count, else 1."""
+        rule = getattr(self.loss, "_denominator", None)
+        if rule is not None:
+            return max(1, int(rule(shape)))
+        return max(1, int(np.prod(shape))) if getattr(self.loss, "reduction", "mean") == "mean" else 1
 
     def require_hessian(self, wrt: tuple, moving: tuple) -> None:
         supported = ("wrap supports second derivatives (jax.hessian, grad of grad, Hessian-vector products) "
