@@ -321,3 +321,20 @@ def test_vmap_nested_and_unbatched_arguments():
     ref = jax.vmap(lambda a, b: optax.huber_loss(a, b), in_axes=(1, 1))(y, y[::-1])
     close(jax.vmap(huber, in_axes=(1, 1))(y, y[::-1]), ref)
     close(jax.vmap(huber)(y[:1], y[:1] * 2), jax.vmap(lambda a, b: optax.huber_loss(a, b))(y[:1], y[:1] * 2))
+
+
+def test_a_wrapped_loss_nobody_holds_is_freed():
+    if lejax._BACKEND.name != "ffi":
+        pytest.skip("JAX's own caches of compiled primitives hold pure_callback's callback (and so the loss)")
+    import gc
+    import weakref
+    x, y = jnp.ones(5), jnp.zeros(5)
+    refs = []
+    for _ in range(3):                        # wrap in a loop, as a training step might
+        loss = le.MSELoss()
+        refs.append(weakref.ref(loss))
+        f = wrap(loss)
+        f(x, y), jax.grad(f)(x, y), jax.jit(jax.value_and_grad(f))(x, y), jax.hessian(f)(x, y)
+        del loss, f
+    gc.collect()
+    assert all(r() is None for r in refs)

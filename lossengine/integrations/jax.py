@@ -37,8 +37,8 @@ from the loss's declared rule (``Loss.value_shape``), never from running it.
 """
 from __future__ import annotations
 
-import functools
 import os
+import weakref
 from typing import Any, Callable
 
 import jax
@@ -123,14 +123,30 @@ class _Ffi:
     def __init__(self, module):
         self.module = module
         jax.ffi.register_ffi_target(self.target, module.handler(), platform="cpu")
-        self.slots: dict[int, int] = {}
 
     def __call__(self, host: Callable, structs: list, operands: tuple) -> tuple:
-        slot = self.slots.get(id(host))
+        slot = getattr(host, "ffi_slot", None)
         if slot is None:
-            slot = self.slots[id(host)] = self.module.register(functools.partial(_each_element, host))
+            slot = host.ffi_slot = self.module.register(_Slot(host))
         call = jax.ffi.ffi_call(self.target, tuple(structs), vmap_method="expand_dims")
         return tuple(call(*operands, slot=np.int64(slot), rank=np.int64(len(structs[0].shape))))
+
+
+class _Slot:
+    """What the handler's slot table holds for a host function: a weak reference to it. The table
+    never shrinks (a compiled program may name a slot for as long as it lives), so it must not keep a
+    wrapped loss alive: ``wrap(loss)`` in a loop would otherwise keep every loss and its host functions.
+    A slot whose host is gone can only be reached by a program compiled for a function nobody holds."""
+    __slots__ = ("host",)
+
+    def __init__(self, host: Callable):
+        self.host = weakref.ref(host)
+
+    def __call__(self, ins: list, outs: list, rank: int) -> None:
+        host = self.host()
+        if host is None:
+            raise RuntimeError("lossengine: the wrapped loss this compiled call was made for no longer exists")
+        _each_element(host, ins, outs, rank)
 
 
 def _each_element(host: Callable, ins: list, outs: list, rank: int) -> None:
@@ -218,12 +234,25 @@ class _Kernels:
         self.fused = isinstance(loss, FusedLoss)
         self.value = _guarded(self._value)
         self.grad_hess = _guarded(self._grad_hess)
+        # The host functions made per wrt, made once: the FFI route registers each by its identity.
+        self.made: dict[tuple, Callable] = {}
 
     def _value(self, ins, outs):
         _deliver(outs[0], self.loss.forward(*ins))
 
-    @functools.lru_cache(maxsize=None)
     def value_grads(self, wrt: tuple) -> Callable:
+        return self._once(self._value_grads, wrt)
+
+    def backward(self, wrt: tuple) -> Callable:
+        return self._once(self._backward, wrt)
+
+    def _once(self, make: Callable, wrt: tuple) -> Callable:
+        host = self.made.get((make.__name__, wrt))
+        if host is None:
+            host = self.made[(make.__name__, wrt)] = make(wrt)
+        return host
+
+    def _value_grads(self, wrt: tuple) -> Callable:
         loss, names = self.loss, tuple(self.arguments[k] for k in wrt)
         # wrt=None (the first differentiable argument) is the compiled fast path's call.
         default = names == tuple(loss.differentiable[:1])
@@ -241,8 +270,7 @@ class _Kernels:
                 _deliver(out, grad)
         return _guarded(host)
 
-    @functools.lru_cache(maxsize=None)
-    def backward(self, wrt: tuple) -> Callable:
+    def _backward(self, wrt: tuple) -> Callable:
         names = tuple(self.arguments[k] for k in wrt)
 
         def host(ins, outs):
