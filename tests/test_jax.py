@@ -210,12 +210,15 @@ def test_a_loss_that_refuses_zeros_is_wrapped_with_reduction_none():
 
 def test_value_shapes_follow_the_declared_rule(monkeypatch):
     calls = []
-    monkeypatch.setattr(le.CTCLoss, "_compute", lambda self, *a, **k: calls.append(1) / 0)
+    for cls, method in [(le.CTCLoss, "_compute"), (le.CrossEntropyLoss, "_compute"), (le.CrossEntropyLoss, "_fast"),
+                        (le.TripletMarginLoss, "_compute")]:          # every way these losses compute
+        monkeypatch.setattr(cls, method, lambda self, *a, **k: calls.append(1) / 0)
     rng = np.random.default_rng(9)
     log_probs = jnp.asarray(rng.standard_normal((7, 3, 5)))
     targets, lengths, target_lengths = jnp.ones((3, 2), int), jnp.full(3, 7), jnp.full(3, 2)
     for loss, shape in [(le.CTCLoss(reduction="none"), (3,)), (le.CTCLoss(), ()),
-                        (le.CrossEntropyLoss(reduction="none"), (7, 5)), (le.TripletMarginLoss(reduction="none"), (7, 3))]:
+                        (le.CrossEntropyLoss(reduction="none"), (7, 5)),
+                        (le.TripletMarginLoss(reduction="none"), (7, 3))]:
         arrays = (log_probs, targets, lengths, target_lengths) if isinstance(loss, le.CTCLoss) else \
             (log_probs,) * len(loss.arguments) if "triplet" in loss.name else (log_probs, jnp.ones((7, 5), int))
         assert jax.eval_shape(wrap(loss), *arrays).shape == shape
@@ -256,11 +259,13 @@ def test_jax_int32_class_indices_take_the_compiled_fast_path(monkeypatch):
     # JAX's integers are int32 unless x64 is on; the fast path takes int64 indices, so wrap widens them.
     general = []
     compute = le.CrossEntropyLoss._compute
-    monkeypatch.setattr(le.CrossEntropyLoss, "_compute", lambda self, *a, **k: general.append(1) or compute(self, *a, **k))
+    monkeypatch.setattr(le.CrossEntropyLoss, "_compute",
+                        lambda self, *a, **k: general.append(1) or compute(self, *a, **k))
     x, y01, y, pos, t, p = _data(11)
     x32, t32 = x.astype(jnp.float32), t.astype(jnp.int32)
     value, grad = jax.jit(jax.value_and_grad(wrap(le.CrossEntropyLoss())))(x32, t32)
-    ref_value, ref_grad = jax.value_and_grad(lambda a: optax.softmax_cross_entropy_with_integer_labels(a, t32).mean())(x32)
+    native = lambda a: optax.softmax_cross_entropy_with_integer_labels(a, t32).mean()     # noqa: E731
+    ref_value, ref_grad = jax.value_and_grad(native)(x32)
     close(value, ref_value, rtol=1e-6)
     close(grad, ref_grad, rtol=1e-5, atol=1e-7)
     assert general == []
