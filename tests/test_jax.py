@@ -30,7 +30,7 @@ def test_the_ffi_handler_is_used_where_it_is_required():
     # CI sets this after installing ./jaxffi: the FFI tests must not silently skip there.
     import os
     if os.environ.get("LOSSENGINE_REQUIRE_JAX_FFI") == "1":
-        assert lejax.backend() == "ffi", lejax._FFI_UNAVAILABLE
+        assert DEFAULT_ROUTE.name == "ffi", lejax._FFI_UNAVAILABLE
 
 
 def close(a, b, rtol=1e-12, atol=1e-14):
