@@ -1,5 +1,6 @@
-"""lossengine.integrations: JAX (custom_vjp over pure_callback) and Dask (chunked forward/backward on
-real schedulers, including a dask.distributed LocalCluster). Skipped when the library is absent."""
+"""lossengine.integrations: JAX (wrap: a custom_jvp over the FFI handler or pure_callback; more in
+test_jax.py) and Dask (chunked forward/backward on real schedulers, including a dask.distributed
+LocalCluster). Skipped when the library is absent."""
 import subprocess
 import sys
 
