@@ -343,3 +343,19 @@ def test_a_wrapped_loss_nobody_holds_is_freed():
         del loss, f
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+def test_reduction_none_derivatives_wrt_a_broadcast_argument():
+    rng = np.random.default_rng(14)
+    x = jnp.asarray(rng.standard_normal((2, 3)))
+    target = jnp.asarray(rng.uniform(0.2, 1.0, (1, 3)))                 # broadcasts over the rows
+    f = wrap(le.KLDivLoss(reduction="none"))
+    native = lambda a, b: b * (jnp.log(b) - a)                          # noqa: E731
+    weights = jnp.asarray(rng.uniform(0.5, 1.5, (2, 3)))
+    for g in (f, native):
+        assert g(x, target).shape == (2, 3)
+    grads = jax.grad(lambda a, b: jnp.sum(weights * f(a, b)), argnums=(0, 1))(x, target)
+    ref = jax.grad(lambda a, b: jnp.sum(weights * native(a, b)), argnums=(0, 1))(x, target)
+    close(grads[0], ref[0])
+    close(grads[1], ref[1])
+    close(jax.jacfwd(f, argnums=1)(x, target), jax.jacfwd(native, argnums=1)(x, target))

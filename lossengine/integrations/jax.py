@@ -217,6 +217,13 @@ def _deliver(out: np.ndarray, result: Any) -> None:
         np.copyto(out, result, casting="unsafe")
 
 
+def _broadcasts(shape: tuple, to: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(shape, to) == tuple(to)
+    except ValueError:
+        return False
+
+
 # -- the wrapper -----------------------------------------------------------------------------------------
 def _check_loss(loss: Any) -> None:
     if isinstance(loss, type):
@@ -421,6 +428,22 @@ class _Wrapped:
             result[k] = g
         return tuple(result)
 
+    def broadcast(self, arrays: list) -> list:
+        """For an elementwise reduction='none' loss, float arguments that broadcast to the first one's
+        shape (``broadcast_arguments``) broadcast in JAX, before the kernels: each loss element's
+        tangent needs the partials per element, which lossengine returns summed over the broadcast
+        (its gradient has the argument's shape). Only same-rank (or 0-d) arguments: there NumPy's rule
+        is the loss's; a lower-rank one may follow the loss's own (GaussianNLL's var of the input's
+        shape without its last axis), so it is left to lossengine, differentiable in reduced form."""
+        if self.reduced or self.kind != "elements":
+            return arrays
+        shape = arrays[0].shape
+        broadcasting = getattr(self.loss, "broadcast_arguments", ())
+        return [jnp.broadcast_to(a, shape)
+                if k and self.arguments[k] in broadcasting and jnp.issubdtype(a.dtype, jnp.floating)
+                and a.shape != shape and a.ndim in (0, len(shape)) and _broadcasts(a.shape, shape) else a
+                for k, a in enumerate(arrays)]
+
     # -- assembly --------------------------------------------------------------------------------------
     def function(self) -> Callable:
         self.value_grads_function = jax.custom_jvp(self.value_grads, nondiff_argnums=(0,))
@@ -456,7 +479,7 @@ class _Wrapped:
             arrays = [jnp.asarray(a) for a in arrays]
             narrow = arrays[0].dtype if _narrow(arrays[0].dtype) else None
             arrays = [a.astype(jnp.float32) if _narrow(a.dtype) else a for a in arrays]
-            value = run(arrays)
+            value = run(self.broadcast(arrays))
             return value if narrow is None else value.astype(narrow)
 
         call.__name__ = f"{self.title}_jax"
