@@ -18,6 +18,24 @@ from .declaration import declared_options, make_init, options_repr
 from .domains import domain_of
 
 
+#: Loss.decomposes -> the axis of the first argument each position's loss reduces over (None: none).
+#: "rows": classification scores (N, C, d1, ...), the class axis 1; "feature-rows": embeddings
+#: (N, ..., D), the feature axis last. Both split along the leading axis only.
+DECOMPOSITION_AXES = {"elements": None, "rows": 1, "feature-rows": -1}
+
+
+def positions_shape(kind: str, shape: tuple) -> tuple:
+    """The 'none' loss's shape for a first argument of ``shape`` (or a block of it, or its block grid:
+    the reduced axis is one chunk), for a loss that decomposes as ``kind``."""
+    axis = DECOMPOSITION_AXES[kind]
+    if axis is None:
+        return tuple(shape)
+    if len(shape) <= 1:
+        return ()                                        # one unbatched position
+    axis %= len(shape)
+    return tuple(shape[:axis]) + tuple(shape[axis + 1:])
+
+
 class Loss:
     """Base class of every loss. Subclasses set ``name``, ``arguments`` and ``differentiable``."""
 
@@ -79,6 +97,16 @@ class Loss:
         'mean' is a weighted mean (torch's NLL and cross-entropy with class weights or ignore_index)
         override it."""
         return None
+
+    def value_shape(self, *shapes: tuple) -> tuple | None:
+        """The value's shape for arguments of these shapes, from the declared structure alone (nothing
+        is computed, no argument is looked at): () for 'mean' and 'sum'; for 'none', the first
+        argument's shape without the axis ``decomposes`` reduces; None when the loss declares no
+        decomposition (a family whose 'none' shape follows another rule overrides this)."""
+        if getattr(self, "reduction", "mean") != "none":
+            return ()
+        kind = getattr(self, "decomposes", None)
+        return positions_shape(kind, shapes[0]) if kind in DECOMPOSITION_AXES and shapes else None
 
     @classmethod
     def sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:

@@ -76,7 +76,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"{key + ':':18}{value}")
     for name, version in available().items():
         print(f"{name + ':':18}{version or 'not installed'} (lossengine.integrations.{name})")
+        if name == "jax" and version:
+            print(f"{'jax calls:':18}{_jax_route()}")
     return 0
+
+
+def _jax_route() -> str:
+    """How wrapped losses reach the kernels in JAX programs: the FFI handler or the fallback, and why."""
+    try:
+        from .integrations import jax as lejax
+    except Exception as exc:                 # a broken jax install: say so, info still prints the rest
+        return f"unavailable ({type(exc).__name__}: {exc})"
+    return lejax.describe_backend()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""lossengine.integrations: JAX (custom_vjp over pure_callback) and Dask (chunked forward/backward on
-real schedulers, including a dask.distributed LocalCluster). Skipped when the library is absent."""
+"""lossengine.integrations: JAX (wrap: a custom_jvp over the FFI handler or pure_callback; more in
+test_jax.py) and Dask (chunked forward/backward on real schedulers, including a dask.distributed
+LocalCluster). Skipped when the library is absent."""
 import subprocess
 import sys
 
@@ -153,8 +154,11 @@ def test_jax_float64_matches_lossengine_exactly(jax_modules):
 def test_jax_eager_calls_run_one_kernel_pass_each(jax_modules, monkeypatch):
     jax, jnp, optax, wrap = jax_modules
     calls = []
-    original = le.MSELoss._compute                 # every kernel pass, value-only or fused
-    monkeypatch.setattr(le.MSELoss, "_compute", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    # every kernel pass, value-only or fused: the general path's _run, or a fast path that ran
+    run, fast = le.MSELoss._run, le.MSELoss._fast
+    monkeypatch.setattr(le.MSELoss, "_run", lambda self, *a, **k: calls.append(1) or run(self, *a, **k))
+    monkeypatch.setattr(le.MSELoss, "_fast",
+                        lambda self, *a, **k: (lambda r: r if r is None else calls.append(1) or r)(fast(self, *a, **k)))
     f = jax.value_and_grad(wrap(le.MSELoss()))
     x, y = jnp.ones(5), jnp.zeros(5)
     f(x, y)

@@ -45,7 +45,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _arrays
-from ..base import Loss
+from ..base import DECOMPOSITION_AXES, Loss, positions_shape
 
 __all__ = ["forward", "backward", "forward_backward"]
 
@@ -123,22 +123,10 @@ def _with_reduction(loss: Loss, reduction: str) -> Loss:
     return clone
 
 
-#: Loss.decomposes -> the axis of the first argument each position's loss reduces over (None: none).
-#: "rows": classification scores (N, C, d1, ...), the class axis 1; "feature-rows": embeddings
-#: (N, ..., D), the feature axis last. Both split along the leading axis only.
-_KINDS = {"elements": None, "rows": 1, "feature-rows": -1}
-
-
-def _loss_block_shape(kind: str, block_shape: tuple) -> tuple:
-    """The 'none' loss's shape over a block of the first argument of ``block_shape`` (or its block
-    grid: the reduced axis is one chunk)."""
-    axis = _KINDS[kind]
-    if axis is None:
-        return tuple(block_shape)
-    if len(block_shape) <= 1:
-        return ()                                        # one unbatched position
-    axis %= len(block_shape)
-    return tuple(block_shape[:axis]) + tuple(block_shape[axis + 1:])
+# Loss.decomposes -> the axis each position's loss reduces over, and the 'none' loss's shape over a
+# block: one rule, kept on the Loss (base.py) so wrap's output shapes follow it too.
+_KINDS = DECOMPOSITION_AXES
+_loss_block_shape = positions_shape
 
 
 def _positions(kind: str, block_shape: tuple) -> int:

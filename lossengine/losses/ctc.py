@@ -87,6 +87,12 @@ class CTCLoss(FusedLoss):
         Option("from_logits", False, _bool, "flag", "", (True,)),
     )
 
+    def value_shape(self, *shapes: tuple) -> tuple | None:
+        # One loss per sample: (N,) for a batched (T, N, C) log_probs, () for an unbatched (T, C) one.
+        if self.reduction != "none" or not shapes:
+            return ()
+        return (shapes[0][1],) if len(shapes[0]) == 3 else ()
+
     # -- argument normalization ---------------------------------------------------------------
     @staticmethod
     def _lengths(name: str, value: Any, n: int, batched: bool) -> np.ndarray:
