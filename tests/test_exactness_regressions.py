@@ -87,3 +87,35 @@ def test_poisson_nll_wrt_selections_agree_bit_for_bit(variant, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
 
+
+# -- Distance.gradients: checked against the rows' shape ------------------------------------------
+class _BadGradients(le.EuclideanDistance):
+    """The euclidean distance, its gradients returned in a shape that broadcasts into (N, D)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def gradients(self, x1, x2, grad):
+        g1, g2 = super().gradients(x1, x2, grad)
+        pick = {"(N, 1)": lambda g: g[:, :1], "(D,)": lambda g: g[0], "scalar": lambda g: g[0, 0]}[self.shape]
+        return pick(g1), g2
+
+
+@pytest.mark.parametrize("shape", ["(N, 1)", "(D,)", "scalar"])
+@pytest.mark.parametrize("swap", [False, True])
+def test_distance_gradients_of_the_wrong_shape_are_refused(shape, swap):
+    rng = np.random.default_rng(3)
+    a, p, n = (rng.standard_normal((4, 6)) for _ in range(3))
+    loss = le.TripletMarginWithDistanceLoss(distance_function=_BadGradients(shape), swap=swap, margin=5.0)
+    with pytest.raises(ValueError, match=r"_BadGradients.gradients\(anchor, positive\) must return gradients "
+                                         r"of the rows' shape \(4, 6\); g1 has shape"):
+        loss.backward(a, p, n)
+
+
+def test_distance_gradients_shape_checked_by_the_validator_adapter():
+    loss = le.losses.embedding.distance_loss(type("Flat", (le.EuclideanDistance,), {
+        "gradients": lambda self, x1, x2, grad: (np.zeros(x1.shape[-1]), np.zeros(x2.shape))}))()
+    x = np.ones((4, 6))
+    with pytest.raises(ValueError, match=r"g1 has shape \(6,\)"):
+        loss.backward(x, x, wrt=("x1", "x2"))
+
