@@ -119,3 +119,20 @@ def test_distance_gradients_shape_checked_by_the_validator_adapter():
     with pytest.raises(ValueError, match=r"g1 has shape \(6,\)"):
         loss.backward(x, x, wrt=("x1", "x2"))
 
+
+# -- Dask: a zero 'mean' denominator is NaN, as in memory --------------------------------------------
+@pytest.mark.parametrize("case", ["every target ignored", "empty"])
+def test_dask_zero_denominator_gives_what_memory_gives(case):
+    da = pytest.importorskip("dask.array")
+    from lossengine.integrations import dask as le_dask
+    if case == "empty":
+        loss, arrays, chunks = le.MSELoss(), (np.zeros(0), np.zeros(0)), (1, 1)
+    else:
+        loss = le.CrossEntropyLoss()
+        arrays, chunks = (np.random.default_rng(0).standard_normal((6, 3)), np.full(6, -100)), ((3, 3), 3)
+    lazy = [da.from_array(a, chunks=c) for a, c in zip(arrays, chunks)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = le_dask.forward(loss, *lazy).compute()
+        grad = le_dask.backward(loss, *lazy).compute()
+        assert np.isnan(value) and np.isnan(loss(*arrays))
+        np.testing.assert_array_equal(grad, loss.backward(*arrays))
