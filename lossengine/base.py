@@ -143,7 +143,7 @@ def _public_backward(fn):
     @functools.wraps(fn)
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, arrays)
+        outs = _out_arrays(out, names, single, _reads(self, arrays, grad_output))
         grads = _public_grads(fn(self, *arrays, grad_output=grad_output, wrt=names), names, single)
         return grads if outs is None else _deliver(grads, outs, names, single)
     backward._normalizes_wrt = True
@@ -154,7 +154,7 @@ def _public_forward_backward(fn):
     @functools.wraps(fn)
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, arrays)
+        outs = _out_arrays(out, names, single, _reads(self, arrays, grad_output))
         result = fn(self, *arrays, grad_output=grad_output, wrt=names)
         if isinstance(result, tuple) and len(result) == 2:
             grads = _public_grads(result[1], names, single)
@@ -165,10 +165,38 @@ def _public_forward_backward(fn):
 
 
 # -- out= : results written into the caller's arrays --------------------------------------------
-def _out_arrays(out: Any, names: tuple, single: bool, arrays: Sequence[Any]) -> tuple | None:
+# The overlap rule (docs/reliability.md): an output array may share no memory with anything the call
+# reads -- a positional array, grad_output, an array the loss holds (its option arrays: weight,
+# pos_weight, ...) -- nor with another output. Overlap is a ValueError naming both. Refusing, rather
+# than computing through a temporary, because an out= that aliases an input is almost always a
+# mistake (the caller would lose the input), and it keeps every kernel free to write as it reads.
+# np.may_share_memory (bounds only) first: the exact np.shares_memory runs only for arrays whose
+# bounds meet.
+def _reads(loss: Loss, arrays: Sequence[Any], grad_output: Any = None) -> list[tuple[str, np.ndarray]]:
+    """Every array a call reads, each with the name an overlap error gives it."""
+    reads = [(f"an input array ({name!r})", a) for name, a in zip(loss.arguments, arrays)
+             if isinstance(a, np.ndarray)]
+    if isinstance(grad_output, np.ndarray):
+        reads.append(("grad_output", grad_output))
+    # The loss's own arrays: its public array attributes (declared option arrays and a plugin's alike).
+    reads += [(f"the loss's option {name!r}", v) for name, v in vars(loss).items()
+              if isinstance(v, np.ndarray) and not name.startswith("_")]
+    return reads
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.may_share_memory(a, b) and np.shares_memory(a, b)
+
+
+def _refuse_overlap(what: str, arr: np.ndarray, reads: Sequence[tuple[str, np.ndarray]]) -> None:
+    for name, a in reads:
+        if _overlaps(arr, a):
+            raise ValueError(f"{what} shares memory with {name}: the result would overwrite what the call reads")
+
+
+def _out_arrays(out: Any, names: tuple, single: bool, reads: Sequence[tuple[str, np.ndarray]]) -> tuple | None:
     """``out`` as one array per name in ``names`` (None when not given), checked for what can be
-    checked before computing: its form, writability and that it shares no memory with an input or
-    with another out array (the kernel would read what it writes)."""
+    checked before computing: its form, writability and the overlap rule (``reads``: _reads)."""
     if out is None:
         return None
     if single:
@@ -182,21 +210,19 @@ def _out_arrays(out: Any, names: tuple, single: bool, arrays: Sequence[Any]) -> 
                         f"got {type(out).__name__}")
     for k, arr in enumerate(outs):
         what = "out" if single else f"out[{k}]"
-        _check_out_array(what, arr, arrays)
-        for other in outs[:k]:
-            if np.shares_memory(arr, other):
-                raise ValueError(f"{what} shares memory with another out array")
+        _check_out_array(what, arr, reads)
+        for j, other in enumerate(outs[:k]):
+            if _overlaps(arr, other):
+                raise ValueError(f"{what} shares memory with another out array (out[{j}])")
     return outs
 
 
-def _check_out_array(what: str, arr: Any, arrays: Sequence[Any]) -> None:
+def _check_out_array(what: str, arr: Any, reads: Sequence[tuple[str, np.ndarray]]) -> None:
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{what} must be a NumPy array, got {type(arr).__name__}")
     if not arr.flags.writeable:
         raise ValueError(f"{what} is read-only")
-    for a in arrays:
-        if isinstance(a, np.ndarray) and np.may_share_memory(arr, a) and np.shares_memory(arr, a):
-            raise ValueError(f"{what} shares memory with an input array: the result would overwrite it")
+    _refuse_overlap(what, arr, reads)
 
 
 def _deliver_one(result: np.ndarray, out: np.ndarray, what: str, of: str) -> np.ndarray:
@@ -219,11 +245,35 @@ def _deliver(grads: Any, outs: tuple, names: tuple, single: bool) -> Any:
                  for k, (g, o, n) in enumerate(zip(grads, outs, names)))
 
 
+def _hessian_out(out: Any, shape: tuple, dtype: np.dtype, reads: Sequence[tuple[str, np.ndarray]]) -> tuple:
+    """gradient_hessian's ``out``: two writable arrays of the result's shape and dtype, neither
+    overlapping what the call reads nor the other."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError("out must be a tuple (gradient, hessian) of two arrays")
+    for what, arr in zip(("gradient", "hessian"), out):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"out: the {what} array must be a NumPy array, got {type(arr).__name__}")
+        if arr.shape != shape or arr.dtype != dtype:
+            raise ValueError(f"out: the {what} array must be a {dtype} array of shape {shape}, got "
+                             f"{arr.dtype} of shape {arr.shape} (out= does not cast)")
+        if not arr.flags.writeable:
+            raise ValueError(f"out: the {what} array is read-only")
+        _refuse_overlap(f"out: the {what} array", arr, reads)
+    if _overlaps(*out):
+        raise ValueError("out: the gradient and hessian arrays must not overlap")
+    return out
+
+
+def _writable_in_place(arr: np.ndarray) -> bool:
+    """Whether a kernel may write ``arr`` directly: C-contiguous, aligned, native byte order."""
+    return arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative
+
+
 def _usable_directly(out: np.ndarray | None, buffer: np.ndarray, argument: Any) -> bool:
     """Whether the kernel may write into ``out`` in place of ``buffer``: the same shape and dtype
     (also the argument's, so the result is that array unchanged), C-contiguous and aligned."""
     return (out is not None and out.shape == buffer.shape and out.dtype == buffer.dtype
-            and out.flags.c_contiguous and out.flags.aligned and np.shape(argument) == buffer.shape
+            and _writable_in_place(out) and np.shape(argument) == buffer.shape
             and getattr(argument, "dtype", None) == buffer.dtype)
 
 
@@ -316,14 +366,15 @@ class FusedLoss(Loss):
         """``_compute`` with results written into the caller's arrays: directly by the kernel where
         the layout allows (the skeleton's buffers), else copied."""
         names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, arrays) if names else None
+        reads = _reads(self, arrays, grad_output)
+        outs = _out_arrays(out, names, single, reads) if names else None
         if value_out is not None:
             if self.reduction != "none":
                 raise ValueError(f"value_out (and forward's out) is for reduction='none'; this loss's "
                                  f"reduction is {self.reduction!r}, its value a scalar")
-            _check_out_array("value_out" if names else "out", value_out, arrays)
+            _check_out_array("value_out" if names else "out", value_out, reads)
             for o in outs or ():
-                if np.shares_memory(o, value_out):
+                if _overlaps(o, value_out):
                     raise ValueError("value_out shares memory with an out array")
         direct = type(self)._compute is FusedLoss._compute
         value, grads = (self._compute(arrays, want_value, wrt, grad_output,
@@ -387,21 +438,19 @@ class FusedLoss(Loss):
             self._check_arity(arrays)
         plan = self._plan(arrays)
         shape = self._hessian_shape(plan)
+        grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
         if out is None:
-            grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
-        else:
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise TypeError("out must be a tuple (gradient, hessian) of two arrays")
-            for what, arr in zip(("gradient", "hessian"), out):
-                if not (isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == plan.dtype
-                        and arr.flags.c_contiguous and arr.flags.writeable):
-                    raise ValueError(f"out: the {what} array must be a writable C-contiguous {plan.dtype} "
-                                     f"array of shape {shape}")
-            grad, hess = out
-            if np.shares_memory(grad, hess):
-                raise ValueError("out: the gradient and hessian arrays must not overlap")
-        self._run_hessian(plan, grad, hess)
-        return grad, hess
+            self._run_hessian(plan, grad, hess)
+            return grad, hess
+        outs = _hessian_out(out, shape, plan.dtype, _reads(self, arrays))
+        # Usable arrays are written in place; others (misaligned, strided, non-native byte order)
+        # receive a copy of the result, as backward's out does.
+        direct = [o if _writable_in_place(o) else buffer for o, buffer in zip(outs, (grad, hess))]
+        self._run_hessian(plan, *direct)
+        for o, result in zip(outs, direct):
+            if result is not o:
+                np.copyto(o, result)
+        return outs
 
     def _hessian_shape(self, plan) -> tuple:
         return plan.loss_shape
@@ -440,13 +489,19 @@ class FastPathLoss(FusedLoss):
         fast = self._fast(arrays, False, 1.0, None) if out is None else None
         return fast[0] if fast is not None else super().forward(*arrays, out=out)
 
+    def _fast_takes_out(self, out: Any) -> bool:
+        # The compiled shortcuts check out= against the arrays they are passed, not against the
+        # loss's own arrays (a class weight): a loss holding one leaves out= to the general path.
+        return out is None or not any(isinstance(v, np.ndarray) for v in vars(self).values())
+
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None else None
+        fast = self._fast(arrays, True, grad_output, out) if wrt is None and self._fast_takes_out(out) else None
         return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
 
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
                          value_out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None else None
+        fast = (self._fast(arrays, True, grad_output, out)
+                if wrt is None and value_out is None and self._fast_takes_out(out) else None)
         if fast is not None:
             return fast
         return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
