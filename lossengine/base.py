@@ -301,16 +301,53 @@ class FusedLoss(Loss):
         the gradient as the caller receives it (the argument's shape and dtype).
 
     A subclass that declares ``options`` (lossengine.declaration) gets its ``__init__``, signature
-    and ``repr`` from them; ``_options_parsed()`` runs after the options are stored.
+    and ``repr`` from them. Every store of a declared option, in ``__init__`` or later
+    (``loss.weight = w``), goes through the option's parser; ``_options_parsed()`` runs once the
+    constructor has stored them all and again after every later assignment.
     """
 
     options: ClassVar[tuple] = ()
     normalizes_wrt = True  # _begin resolves every public form of wrt
+    # name -> Option, of every option the class declares (or inherits): the options __setattr__ parses.
+    _option_by_name: ClassVar[dict] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "options" in cls.__dict__ and "__init__" not in cls.__dict__:
-            cls.__init__ = make_init(cls)
+        if "options" in cls.__dict__:
+            cls._option_by_name = {o.name: o for o in declared_options(cls)}
+            if "__init__" not in cls.__dict__:
+                cls.__init__ = make_init(cls)
+
+    # The option rule (docs/reliability.md): an option assigned after construction is parsed as the
+    # constructor parses it (a bad value is refused, naming the option, and the loss keeps its old
+    # value), and every cache derived from the options is rebuilt. __setattr__ rather than a
+    # descriptor per option: reading an option, which the hot path does, stays a plain attribute
+    # lookup; only the (rare) stores pay.
+    def __setattr__(self, name: str, value: Any) -> None:
+        option = self._option_by_name.get(name)
+        if option is None:
+            object.__setattr__(self, name, value)
+            return
+        value = option.parse(name, value)
+        state = self.__dict__
+        if name not in state:           # the constructor's store
+            state[name] = value
+            return
+        old = state[name]
+        state[name] = value
+        try:
+            self._options_changed()
+        except Exception:
+            state[name] = old           # a value refused together with another option's
+            self._options_changed()
+            raise
+
+    def _options_changed(self) -> None:
+        """Drops every cache derived from the options (compiled kernel objects, ``_kernel*``), then
+        runs ``_options_parsed()``, where families rebuild the rest (class-weight copies)."""
+        for key in [k for k in self.__dict__ if k.startswith("_kernel")]:
+            del self.__dict__[key]
+        self._options_parsed()
 
     def __new__(cls, *args: Any, **kwargs: Any):
         deprecated = [k for k in _DEPRECATED_REDUCTION_ARGS if k in kwargs]

@@ -53,12 +53,6 @@ class ElementwiseLoss(FastPathLoss):
     # The reference the parity suite compares with: "torch" (torch.nn.functional.<name>).
     reference: ClassVar[str] = "torch"
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A changed option rebuilds the kernel on the next call.
-        object.__setattr__(self, name, value)
-        if name in getattr(self.kernel, "fields", ()):
-            self.__dict__.pop("_kernel_object", None)
-
     def _make_kernel(self):
         kernel = type(self).kernel
         return kernel(*[getattr(self, field) for field in kernel.fields])

@@ -101,11 +101,6 @@ class EmbeddingLoss(FusedLoss):
         arg = plan.given[self.arguments.index(name)]
         return grad.reshape(arg.shape).astype(_arrays.result_dtype(arg, plan.dtype), copy=False)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A changed option rebuilds the cached kernel on next use.
-        self.__dict__.pop("_kernel_object", None)
-        super().__setattr__(name, value)
-
 
 class CosineEmbeddingLoss(EmbeddingLoss):
     """1 - cos(x1, x2) where y == 1, max(0, cos(x1, x2) - margin) where y == -1, 0 for any other y
