@@ -529,16 +529,20 @@ class FastPathLoss(FusedLoss):
     def _fast_takes_out(self, out: Any) -> bool:
         # The compiled shortcuts check out= against the arrays they are passed, not against the
         # loss's own arrays (a class weight): a loss holding one leaves out= to the general path.
-        return out is None or not any(isinstance(v, np.ndarray) for v in vars(self).values())
+        for v in self.__dict__.values():
+            if isinstance(v, np.ndarray):
+                return False
+        return True
 
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None and self._fast_takes_out(out) else None
+        fast = (self._fast(arrays, True, grad_output, out)
+                if wrt is None and (out is None or self._fast_takes_out(out)) else None)
         return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
 
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
                          value_out: Any = None):
         fast = (self._fast(arrays, True, grad_output, out)
-                if wrt is None and value_out is None and self._fast_takes_out(out) else None)
+                if wrt is None and value_out is None and (out is None or self._fast_takes_out(out)) else None)
         if fast is not None:
             return fast
         return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
