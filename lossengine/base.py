@@ -475,14 +475,14 @@ class FusedLoss(Loss):
             self._check_arity(arrays)
         plan = self._plan(arrays)
         shape = self._hessian_shape(plan)
-        grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
         if out is None:
+            grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
             self._run_hessian(plan, grad, hess)
             return grad, hess
         outs = _hessian_out(out, shape, plan.dtype, _reads(self, arrays))
-        # Usable arrays are written in place; others (misaligned, strided, non-native byte order)
-        # receive a copy of the result, as backward's out does.
-        direct = [o if _writable_in_place(o) else buffer for o, buffer in zip(outs, (grad, hess))]
+        # Usable arrays are written in place; others (misaligned, strided, Fortran-ordered) receive
+        # a copy of the result, as backward's out does.
+        direct = [o if _writable_in_place(o) else np.empty(shape, plan.dtype) for o in outs]
         self._run_hessian(plan, *direct)
         for o, result in zip(outs, direct):
             if result is not o:
@@ -526,23 +526,23 @@ class FastPathLoss(FusedLoss):
         fast = self._fast(arrays, False, 1.0, None) if out is None else None
         return fast[0] if fast is not None else super().forward(*arrays, out=out)
 
-    def _fast_takes_out(self, out: Any) -> bool:
+    def _holds_arrays(self) -> bool:
         # The compiled shortcuts check out= against the arrays they are passed, not against the
         # loss's own arrays (a class weight): a loss holding one leaves out= to the general path.
         for v in self.__dict__.values():
             if isinstance(v, np.ndarray):
-                return False
-        return True
+                return True
+        return False
 
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         fast = (self._fast(arrays, True, grad_output, out)
-                if wrt is None and (out is None or self._fast_takes_out(out)) else None)
+                if wrt is None and (out is None or not self._holds_arrays()) else None)
         return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
 
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
                          value_out: Any = None):
         fast = (self._fast(arrays, True, grad_output, out)
-                if wrt is None and value_out is None and (out is None or self._fast_takes_out(out)) else None)
+                if wrt is None and value_out is None and (out is None or not self._holds_arrays()) else None)
         if fast is not None:
             return fast
         return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
