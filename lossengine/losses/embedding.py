@@ -157,6 +157,9 @@ class Distance:
     ``gradients(x1, x2, grad) -> (g1, g2)``
         grad (N,) times d distance / d x1 and d distance / d x2, each (N, D).
 
+    Both results are checked against those shapes (a ValueError naming the method otherwise: a
+    (N, 1) or (D,) gradient would broadcast silently into the (N, D) sums).
+
     ``le.check(MyDistance)`` validates it like a loss (finite differences, dtypes, layouts).
     """
 
