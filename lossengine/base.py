@@ -310,11 +310,15 @@ class FusedLoss(Loss):
     normalizes_wrt = True  # _begin resolves every public form of wrt
     # name -> Option, of every option the class declares (or inherits): the options __setattr__ parses.
     _option_by_name: ClassVar[dict] = {}
+    # The names of its array options (weight, pos_weight): what out= must not overlap besides the call's
+    # arrays (FastPathLoss reads it on every out= call, so it is computed once per class).
+    _array_options: ClassVar[tuple] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "options" in cls.__dict__:
             cls._option_by_name = {o.name: o for o in declared_options(cls)}
+            cls._array_options = tuple(o.name for o in declared_options(cls) if o.kind == "array")
             if "__init__" not in cls.__dict__:
                 cls.__init__ = make_init(cls)
 
@@ -528,21 +532,22 @@ class FastPathLoss(FusedLoss):
 
     def _holds_arrays(self) -> bool:
         # The compiled shortcuts check out= against the arrays they are passed, not against the
-        # loss's own arrays (a class weight): a loss holding one leaves out= to the general path.
-        for v in self.__dict__.values():
-            if isinstance(v, np.ndarray):
+        # loss's own arrays (a class weight, the only arrays they read besides the call's): a loss
+        # holding one leaves out= to the general path, which checks them.
+        for name in self._array_options:
+            if getattr(self, name) is not None:
                 return True
         return False
 
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         fast = (self._fast(arrays, True, grad_output, out)
-                if wrt is None and (out is None or not self._holds_arrays()) else None)
+                if wrt is None and (out is None or not self._array_options or not self._holds_arrays()) else None)
         return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
 
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
                          value_out: Any = None):
-        fast = (self._fast(arrays, True, grad_output, out)
-                if wrt is None and value_out is None and (out is None or not self._holds_arrays()) else None)
+        fast = (self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None
+                and (out is None or not self._array_options or not self._holds_arrays()) else None)
         if fast is not None:
             return fast
         return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)
