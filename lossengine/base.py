@@ -171,7 +171,7 @@ def _public_backward(fn):
     @functools.wraps(fn)
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, arrays)
+        outs = _out_arrays(out, names, single, _reads(self, arrays, grad_output))
         grads = _public_grads(fn(self, *arrays, grad_output=grad_output, wrt=names), names, single)
         return grads if outs is None else _deliver(grads, outs, names, single)
     backward._normalizes_wrt = True
@@ -182,7 +182,7 @@ def _public_forward_backward(fn):
     @functools.wraps(fn)
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, arrays)
+        outs = _out_arrays(out, names, single, _reads(self, arrays, grad_output))
         result = fn(self, *arrays, grad_output=grad_output, wrt=names)
         if isinstance(result, tuple) and len(result) == 2:
             grads = _public_grads(result[1], names, single)
@@ -193,10 +193,38 @@ def _public_forward_backward(fn):
 
 
 # -- out= : results written into the caller's arrays --------------------------------------------
-def _out_arrays(out: Any, names: tuple, single: bool, arrays: Sequence[Any]) -> tuple | None:
+# The overlap rule (docs/reliability.md): an output array may share no memory with anything the call
+# reads -- a positional array, grad_output, an array the loss holds (its option arrays: weight,
+# pos_weight, ...) -- nor with another output. Overlap is a ValueError naming both. Refusing, rather
+# than computing through a temporary, because an out= that aliases an input is almost always a
+# mistake (the caller would lose the input), and it keeps every kernel free to write as it reads.
+# np.may_share_memory (bounds only) first: the exact np.shares_memory runs only for arrays whose
+# bounds meet.
+def _reads(loss: Loss, arrays: Sequence[Any], grad_output: Any = None) -> list[tuple[str, np.ndarray]]:
+    """Every array a call reads, each with the name an overlap error gives it."""
+    reads = [(f"an input array ({name!r})", a) for name, a in zip(loss.arguments, arrays)
+             if isinstance(a, np.ndarray)]
+    if isinstance(grad_output, np.ndarray):
+        reads.append(("grad_output", grad_output))
+    # The loss's own arrays: its public array attributes (declared option arrays and a plugin's alike).
+    reads += [(f"the loss's option {name!r}", v) for name, v in vars(loss).items()
+              if isinstance(v, np.ndarray) and not name.startswith("_")]
+    return reads
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.may_share_memory(a, b) and np.shares_memory(a, b)
+
+
+def _refuse_overlap(what: str, arr: np.ndarray, reads: Sequence[tuple[str, np.ndarray]]) -> None:
+    for name, a in reads:
+        if _overlaps(arr, a):
+            raise ValueError(f"{what} shares memory with {name}: the result would overwrite what the call reads")
+
+
+def _out_arrays(out: Any, names: tuple, single: bool, reads: Sequence[tuple[str, np.ndarray]]) -> tuple | None:
     """``out`` as one array per name in ``names`` (None when not given), checked for what can be
-    checked before computing: its form, writability and that it shares no memory with an input or
-    with another out array (the kernel would read what it writes)."""
+    checked before computing: its form, writability and the overlap rule (``reads``: _reads)."""
     if out is None:
         return None
     if single:
@@ -210,21 +238,19 @@ def _out_arrays(out: Any, names: tuple, single: bool, arrays: Sequence[Any]) -> 
                         f"got {type(out).__name__}")
     for k, arr in enumerate(outs):
         what = "out" if single else f"out[{k}]"
-        _check_out_array(what, arr, arrays)
-        for other in outs[:k]:
-            if np.shares_memory(arr, other):
-                raise ValueError(f"{what} shares memory with another out array")
+        _check_out_array(what, arr, reads)
+        for j, other in enumerate(outs[:k]):
+            if _overlaps(arr, other):
+                raise ValueError(f"{what} shares memory with another out array (out[{j}])")
     return outs
 
 
-def _check_out_array(what: str, arr: Any, arrays: Sequence[Any]) -> None:
+def _check_out_array(what: str, arr: Any, reads: Sequence[tuple[str, np.ndarray]]) -> None:
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{what} must be a NumPy array, got {type(arr).__name__}")
     if not arr.flags.writeable:
         raise ValueError(f"{what} is read-only")
-    for a in arrays:
-        if isinstance(a, np.ndarray) and np.may_share_memory(arr, a) and np.shares_memory(arr, a):
-            raise ValueError(f"{what} shares memory with an input array: the result would overwrite it")
+    _refuse_overlap(what, arr, reads)
 
 
 def _deliver_one(result: np.ndarray, out: np.ndarray, what: str, of: str) -> np.ndarray:
@@ -247,11 +273,35 @@ def _deliver(grads: Any, outs: tuple, names: tuple, single: bool) -> Any:
                  for k, (g, o, n) in enumerate(zip(grads, outs, names)))
 
 
+def _hessian_out(out: Any, shape: tuple, dtype: np.dtype, reads: Sequence[tuple[str, np.ndarray]]) -> tuple:
+    """gradient_hessian's ``out``: two writable arrays of the result's shape and dtype, neither
+    overlapping what the call reads nor the other."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError("out must be a tuple (gradient, hessian) of two arrays")
+    for what, arr in zip(("gradient", "hessian"), out):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"out: the {what} array must be a NumPy array, got {type(arr).__name__}")
+        if arr.shape != shape or arr.dtype != dtype:
+            raise ValueError(f"out: the {what} array must be a {dtype} array of shape {shape}, got "
+                             f"{arr.dtype} of shape {arr.shape} (out= does not cast)")
+        if not arr.flags.writeable:
+            raise ValueError(f"out: the {what} array is read-only")
+        _refuse_overlap(f"out: the {what} array", arr, reads)
+    if _overlaps(*out):
+        raise ValueError("out: the gradient and hessian arrays must not overlap")
+    return out
+
+
+def _writable_in_place(arr: np.ndarray) -> bool:
+    """Whether a kernel may write ``arr`` directly: C-contiguous, aligned, native byte order."""
+    return arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative
+
+
 def _usable_directly(out: np.ndarray | None, buffer: np.ndarray, argument: Any) -> bool:
     """Whether the kernel may write into ``out`` in place of ``buffer``: the same shape and dtype
     (also the argument's, so the result is that array unchanged), C-contiguous and aligned."""
     return (out is not None and out.shape == buffer.shape and out.dtype == buffer.dtype
-            and out.flags.c_contiguous and out.flags.aligned and np.shape(argument) == buffer.shape
+            and _writable_in_place(out) and np.shape(argument) == buffer.shape
             and getattr(argument, "dtype", None) == buffer.dtype)
 
 
@@ -279,16 +329,57 @@ class FusedLoss(Loss):
         the gradient as the caller receives it (the argument's shape and dtype).
 
     A subclass that declares ``options`` (lossengine.declaration) gets its ``__init__``, signature
-    and ``repr`` from them; ``_options_parsed()`` runs after the options are stored.
+    and ``repr`` from them. Every store of a declared option, in ``__init__`` or later
+    (``loss.weight = w``), goes through the option's parser; ``_options_parsed()`` runs once the
+    constructor has stored them all and again after every later assignment.
     """
 
     options: ClassVar[tuple] = ()
     normalizes_wrt = True  # _begin resolves every public form of wrt
+    # name -> Option, of every option the class declares (or inherits): the options __setattr__ parses.
+    _option_by_name: ClassVar[dict] = {}
+    # The names of its array options (weight, pos_weight): what out= must not overlap besides the call's
+    # arrays (FastPathLoss reads it on every out= call, so it is computed once per class).
+    _array_options: ClassVar[tuple] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "options" in cls.__dict__ and "__init__" not in cls.__dict__:
-            cls.__init__ = make_init(cls)
+        if "options" in cls.__dict__:
+            cls._option_by_name = {o.name: o for o in declared_options(cls)}
+            cls._array_options = tuple(o.name for o in declared_options(cls) if o.kind == "array")
+            if "__init__" not in cls.__dict__:
+                cls.__init__ = make_init(cls)
+
+    # The option rule (docs/reliability.md): an option assigned after construction is parsed as the
+    # constructor parses it (a bad value is refused, naming the option, and the loss keeps its old
+    # value), and every cache derived from the options is rebuilt. __setattr__ rather than a
+    # descriptor per option: reading an option, which the hot path does, stays a plain attribute
+    # lookup; only the (rare) stores pay.
+    def __setattr__(self, name: str, value: Any) -> None:
+        option = self._option_by_name.get(name)
+        if option is None:
+            object.__setattr__(self, name, value)
+            return
+        value = option.parse(name, value)
+        state = self.__dict__
+        if name not in state:           # the constructor's store
+            state[name] = value
+            return
+        old = state[name]
+        state[name] = value
+        try:
+            self._options_changed()
+        except Exception:
+            state[name] = old           # a value refused together with another option's
+            self._options_changed()
+            raise
+
+    def _options_changed(self) -> None:
+        """Drops every cache derived from the options (compiled kernel objects, ``_kernel*``), then
+        runs ``_options_parsed()``, where families rebuild the rest (class-weight copies)."""
+        for key in [k for k in self.__dict__ if k.startswith("_kernel")]:
+            del self.__dict__[key]
+        self._options_parsed()
 
     def __new__(cls, *args: Any, **kwargs: Any):
         deprecated = [k for k in _DEPRECATED_REDUCTION_ARGS if k in kwargs]
@@ -344,14 +435,15 @@ class FusedLoss(Loss):
         """``_compute`` with results written into the caller's arrays: directly by the kernel where
         the layout allows (the skeleton's buffers), else copied."""
         names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, arrays) if names else None
+        reads = _reads(self, arrays, grad_output)
+        outs = _out_arrays(out, names, single, reads) if names else None
         if value_out is not None:
             if self.reduction != "none":
                 raise ValueError(f"value_out (and forward's out) is for reduction='none'; this loss's "
                                  f"reduction is {self.reduction!r}, its value a scalar")
-            _check_out_array("value_out" if names else "out", value_out, arrays)
+            _check_out_array("value_out" if names else "out", value_out, reads)
             for o in outs or ():
-                if np.shares_memory(o, value_out):
+                if _overlaps(o, value_out):
                     raise ValueError("value_out shares memory with an out array")
         direct = type(self)._compute is FusedLoss._compute
         value, grads = (self._compute(arrays, want_value, wrt, grad_output,
@@ -421,21 +513,24 @@ class FusedLoss(Loss):
         shape = self._hessian_shape(plan)
         if out is None:
             grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
-        else:
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise TypeError("out must be a tuple (gradient, hessian) of two arrays")
-            for what, arr in zip(("gradient", "hessian"), out):
-                if not (isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == plan.dtype
-                        and arr.flags.c_contiguous and arr.flags.writeable):
-                    raise ValueError(f"out: the {what} array must be a writable C-contiguous {plan.dtype} "
-                                     f"array of shape {shape}")
-            grad, hess = out
-            if np.shares_memory(grad, hess):
-                raise ValueError("out: the gradient and hessian arrays must not overlap")
-        self._run_hessian(plan, grad, hess)
+            self._run_hessian(plan, grad, hess)
+            if sample_weight is not None:
+                _intercept.weigh(grad, hess, sample_weight)
+            return grad, hess
+        reads = _reads(self, arrays)
+        if isinstance(sample_weight, np.ndarray):
+            reads.append(("sample_weight", sample_weight))
+        outs = _hessian_out(out, shape, plan.dtype, reads)
+        # Usable arrays are written in place; others (misaligned, strided, Fortran-ordered) receive
+        # a copy of the result, as backward's out does.
+        direct = [o if _writable_in_place(o) else np.empty(shape, plan.dtype) for o in outs]
+        self._run_hessian(plan, *direct)
         if sample_weight is not None:
-            _intercept.weigh(grad, hess, sample_weight)
-        return grad, hess
+            _intercept.weigh(*direct, sample_weight)
+        for o, result in zip(outs, direct):
+            if result is not o:
+                np.copyto(o, result)
+        return outs
 
     def fit_intercept_only(self, target: Any, sample_weight: Any = None, *, n_classes: int | None = None,
                            **arguments: Any):
@@ -484,13 +579,24 @@ class FastPathLoss(FusedLoss):
         fast = self._fast(arrays, False, 1.0, None) if out is None else None
         return fast[0] if fast is not None else super().forward(*arrays, out=out)
 
+    def _holds_arrays(self) -> bool:
+        # The compiled shortcuts check out= against the arrays they are passed, not against the
+        # loss's own arrays (a class weight, the only arrays they read besides the call's): a loss
+        # holding one leaves out= to the general path, which checks them.
+        for name in self._array_options:
+            if getattr(self, name) is not None:
+                return True
+        return False
+
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None else None
+        fast = (self._fast(arrays, True, grad_output, out)
+                if wrt is None and (out is None or not self._array_options or not self._holds_arrays()) else None)
         return fast[1] if fast is not None else super().backward(*arrays, grad_output=grad_output, wrt=wrt, out=out)
 
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None,
                          value_out: Any = None):
-        fast = self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None else None
+        fast = (self._fast(arrays, True, grad_output, out) if wrt is None and value_out is None
+                and (out is None or not self._array_options or not self._holds_arrays()) else None)
         if fast is not None:
             return fast
         return super().forward_backward(*arrays, grad_output=grad_output, wrt=wrt, out=out, value_out=value_out)

@@ -9,7 +9,8 @@ constructor, signature, option checking, ``repr``, functional wrapper and docume
 A class that declares ``options`` (in torch's order) gets a generated ``__init__`` with exactly that
 signature (``help()`` and ``inspect.signature`` show it), which parses every value through its
 option and stores it as an attribute of the same name, then calls ``_options_parsed()`` for checks
-that relate several options. A class that writes its own ``__init__`` keeps it. ``examples`` are
+that relate several options. A later assignment (``loss.delta = 2.0``) is parsed the same way
+(lossengine.base.FusedLoss.__setattr__). A class that writes its own ``__init__`` keeps it. ``examples`` are
 the non-default values the golden-value generator and the validator exercise.
 
 Parsing is the one place option values are checked: a bool where a number belongs is a TypeError, a
@@ -109,9 +110,16 @@ def integer(name: str, default: int, *, choices: tuple | None = None, examples: 
                   f"in {{{', '.join(map(str, choices))}}}" if choices else "", examples, keyword_only)
 
 
+def _parse_flag(name: str, value: Any) -> bool:
+    try:
+        return bool(value)
+    except (ValueError, TypeError) as exc:      # an array of several elements has no truth value
+        raise TypeError(f"{name} must be a flag (True or False), got {type(value).__name__}: {exc}") from None
+
+
 def flag(name: str, default: bool = False, *, examples: tuple = (True,), keyword_only: bool = False) -> Option:
     """A boolean option (any value is taken for its truth, as torch does)."""
-    return Option(name, default, lambda n, v: bool(v), "flag", "", examples, keyword_only)
+    return Option(name, default, _parse_flag, "flag", "", examples, keyword_only)
 
 
 def array(name: str, *, parse: Callable[[str, Any], Any] | None = None, examples: tuple = ()) -> Option:
@@ -170,11 +178,13 @@ def _source_parameters(sig: inspect.Signature, defaults: dict) -> str:
 
 def make_init(cls: type) -> Callable:
     """The generated ``__init__`` of a class declaring ``options``: real parameters (so argument
-    errors are Python's own, naming the class), every value parsed by its option."""
+    errors are Python's own, naming the class), every value stored as an attribute, which the
+    class's ``__setattr__`` (lossengine.base.FusedLoss) parses by its option: the constructor and a
+    later assignment take one path."""
     options = declared_options(cls)
-    namespace: dict = {f"_parse_{o.name}": o.parse for o in options}
+    namespace: dict = {}
     params = _source_parameters(_signature(options), namespace)
-    body = "".join(f"    self.{o.name} = _parse_{o.name}({o.name!r}, {o.name})\n" for o in options)
+    body = "".join(f"    self.{o.name} = {o.name}\n" for o in options)
     source = f"def __init__({params}):\n{body}    self._options_parsed()\n"
     exec(source, namespace)  # noqa: S102 - generated from the declaration, as dataclasses does
     init = namespace["__init__"]

@@ -127,7 +127,8 @@ cdef struct Work:
     double* ab_b                    # K
     double* ab_l                    # L (+1)
     double* row                     # C: one gradient row, in double
-    double* lse                     # Ti: log-sum-exp of the logits row (from_logits)
+    double* lse                     # Ti: log sum exp(logits row - its max) (from_logits)
+    double* lmax                    # Ti: the logits row's max (from_logits)
 
 
 # Row layout: [pad | B_0 .. B_L | pad | Lb_0 .. Lb_{L-1} | pad]; B[-1], Lb[-1], Lb[L] are pads.
@@ -249,7 +250,10 @@ cdef inline double _plus3(const Space* space, double a, double b, double c) noex
 # Emissions: em[t, 0] = log y_t(blank), em[t, 1 + k] = log y_t(l_k) (exponentiated in probability
 # space), with log y = log_probs, or logits - logsumexp(logits row) when from_logits.
 # ---------------------------------------------------------------------------------------------
-cdef inline double _row_lse(const floating_t* x, Py_ssize_t C) noexcept nogil:
+cdef inline double _row_lse(const floating_t* x, Py_ssize_t C, double* row_max) noexcept nogil:
+    """log sum_c exp(x_c - m), m (stored in row_max) the row's max. The caller subtracts m and this
+    separately, (x_c - m) - lse, as torch's log_softmax does: folding them into one shift m + lse
+    first would round lse away once m is large (1e-9 relative error at m = 1e8, all of it by 1e16)."""
     cdef floating_t m = x[0]
     cdef Py_ssize_t c
     cdef double s = 0.0
@@ -257,25 +261,28 @@ cdef inline double _row_lse(const floating_t* x, Py_ssize_t C) noexcept nogil:
         m = x[c] if x[c] > m else m
     for c in range(C):
         s += exp(<double>x[c] - m)
-    return m + log(s)
+    row_max[0] = m
+    return log(s)
 
 
 cdef void _emissions(Work* w, const Ctx* c, Py_ssize_t n, bint exponentiate,
                      floating_t dtype_tag) noexcept nogil:
     cdef Py_ssize_t t, k, K = w.K, C = c.C
     cdef const floating_t* xr
-    cdef double shift
+    cdef double shift, m
     cdef double* e
     for t in range(w.Ti):
         xr = <const floating_t*>c.x + (t * c.N + n) * C
         shift = 0.0
+        m = 0.0
         if c.from_logits:
-            shift = _row_lse(xr, C)
+            shift = _row_lse(xr, C, &m)
             w.lse[t] = shift
+            w.lmax[t] = m
         e = w.em + t * K
-        e[0] = <double>xr[c.blank] - shift
+        e[0] = (<double>xr[c.blank] - m) - shift
         for k in range(w.L):
-            e[1 + k] = <double>xr[w.lab[k]] - shift
+            e[1 + k] = (<double>xr[w.lab[k]] - m) - shift
     if exponentiate:
         e = w.em
         for k in range(w.Ti * K):
@@ -293,12 +300,13 @@ cdef inline void _emit_row(const Work* w, const Ctx* c, Py_ssize_t t, Py_ssize_t
     cdef floating_t* out = <floating_t*>c.grad + off
     cdef const floating_t* xr
     cdef double* row = w.row
-    cdef double gd = g * inv_d, lse
+    cdef double gd = g * inv_d, lse, m
     if c.from_logits:
         xr = <const floating_t*>c.x + off
         lse = w.lse[t]
+        m = w.lmax[t]
         for k in range(C):
-            row[k] = g * exp(<double>xr[k] - lse)
+            row[k] = g * exp((<double>xr[k] - m) - lse)
     else:
         _fill(row, C, 0.0)
     row[c.blank] -= gd * _sum(w.ab_b, w.K)
@@ -487,7 +495,7 @@ cdef void _sample(Ctx* c, Py_ssize_t n, floating_t dtype_tag) noexcept nogil:
         w.K = K
         w.W = W
         w.lab = c.targets + c.offsets[n]
-        block = <double*>malloc((Ti * K + Ti * W + 2 * W + 2 * K + c.C + Ti + K + 1) * sizeof(double))
+        block = <double*>malloc((Ti * K + Ti * W + 2 * W + 2 * K + c.C + 2 * Ti + K + 1) * sizeof(double))
         w.alpha_exp = <int*>malloc(Ti * sizeof(int))
         if block == NULL or w.alpha_exp == NULL:
             free(block)
@@ -503,7 +511,8 @@ cdef void _sample(Ctx* c, Py_ssize_t n, floating_t dtype_tag) noexcept nogil:
         w.ab_l = w.ab_b + K
         w.row = w.ab_l + K
         w.lse = w.row + c.C
-        w.skip = w.lse + Ti
+        w.lmax = w.lse + Ti
+        w.skip = w.lmax + Ti
         w.skip[0] = 0.0
         for k in range(1, L):
             w.skip[k] = w.lab[k] != w.lab[k - 1]

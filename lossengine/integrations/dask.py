@@ -257,7 +257,10 @@ def _data_dependent_mean(loss: Loss) -> bool:
 
 
 def _divide(a, b) -> float:
-    return a / b
+    # IEEE division, as the in-memory kernels divide: a zero denominator (every target ignored, an
+    # empty array) gives NaN (or inf), as in memory and in torch, not ZeroDivisionError.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / np.float64(b))
 
 
 def _as_dtype(v, dtype):

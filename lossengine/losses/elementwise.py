@@ -53,12 +53,6 @@ class ElementwiseLoss(FastPathLoss):
     # The reference the parity suite compares with: "torch" (torch.nn.functional.<name>).
     reference: ClassVar[str] = "torch"
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A changed option rebuilds the kernel on the next call.
-        object.__setattr__(self, name, value)
-        if name in getattr(self.kernel, "fields", ()):
-            self.__dict__.pop("_kernel_object", None)
-
     def _make_kernel(self):
         kernel = type(self).kernel
         return kernel(*[getattr(self, field) for field in kernel.fields])
@@ -101,8 +95,10 @@ class ElementwiseLoss(FastPathLoss):
 
     def gradient_hessian(self, *arrays: Any, out: Any = None, sample_weight: Any = None):
         # The fast path (ElementwiseKernel.fast_hessian): the common call checked and run in compiled
-        # code; anything else, or a domain error to report, takes the general path.
-        if (out is None or (type(out) is tuple and len(out) == 2)) and len(arrays) == len(self.arguments):
+        # code; anything else, or a domain error to report, takes the general path (so does out= with
+        # sample weights: the general path checks the weights against out for overlap).
+        if (out is None or (type(out) is tuple and len(out) == 2 and sample_weight is None)) \
+                and len(arrays) == len(self.arguments):
             extra = self._fast_extra_ones()
             if extra >= 0:
                 result = self._kernel_for_call().fast_hessian(arrays, extra, *(out or (None, None)),

@@ -101,11 +101,6 @@ class EmbeddingLoss(FusedLoss):
         arg = plan.given[self.arguments.index(name)]
         return grad.reshape(arg.shape).astype(_arrays.result_dtype(arg, plan.dtype), copy=False)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A changed option rebuilds the cached kernel on next use.
-        self.__dict__.pop("_kernel_object", None)
-        super().__setattr__(name, value)
-
 
 class CosineEmbeddingLoss(EmbeddingLoss):
     """1 - cos(x1, x2) where y == 1, max(0, cos(x1, x2) - margin) where y == -1, 0 for any other y
@@ -161,6 +156,9 @@ class Distance:
         the distance between each row pair;
     ``gradients(x1, x2, grad) -> (g1, g2)``
         grad (N,) times d distance / d x1 and d distance / d x2, each (N, D).
+
+    Both results are checked against those shapes (a ValueError naming the method otherwise: a
+    (N, 1) or (D,) gradient would broadcast silently into the (N, D) sums).
 
     ``le.check(MyDistance)`` validates it like a loss (finite differences, dtypes, layouts).
     """
@@ -263,7 +261,8 @@ def _run_with_distance(loss, distance: Distance, plan: _Plan, grads: dict, loss_
     d_pos = np.asarray(distance.distance(a, p), dtype=np.float64)
     d_an = np.asarray(distance.distance(a, n), dtype=np.float64)
     d_pn = np.asarray(distance.distance(p, n), dtype=np.float64) if loss.swap else d_an
-    for what, d in (("distance(anchor, positive)", d_pos), ("distance(anchor, negative)", d_an)):
+    for what, d in (("distance(anchor, positive)", d_pos), ("distance(anchor, negative)", d_an),
+                    ("distance(positive, negative)", d_pn)):
         if d.shape != (plan.n,):
             raise ValueError(f"{type(distance).__name__}.{what} must return one distance per row "
                              f"({plan.n},), got shape {d.shape}")
@@ -279,14 +278,14 @@ def _run_with_distance(loss, distance: Distance, plan: _Plan, grads: dict, loss_
         g = np.where(z >= 0, g, 0.0)
         w_an = np.where(d_an < d_pn, 1.0, np.where(d_an == d_pn, 0.5, 0.0)) if loss.swap else np.ones(plan.n)
         total = {name: np.zeros((plan.n, plan.D)) for name in loss.row_arguments}
-        ga, gp = distance.gradients(a, p, g)
+        ga, gp = _gradients(distance, "anchor, positive", a, p, g)
         total["anchor"] += ga
         total["positive"] += gp
-        ga, gn = distance.gradients(a, n, -g * w_an)
+        ga, gn = _gradients(distance, "anchor, negative", a, n, -g * w_an)
         total["anchor"] += ga
         total["negative"] += gn
         if loss.swap:
-            gp, gn = distance.gradients(p, n, -g * (1.0 - w_an))
+            gp, gn = _gradients(distance, "positive, negative", p, n, -g * (1.0 - w_an))
             total["positive"] += gp
             total["negative"] += gn
         for name, buffer in grads.items():
@@ -295,6 +294,21 @@ def _run_with_distance(loss, distance: Distance, plan: _Plan, grads: dict, loss_
     if mean:
         return total_value / denominator if plan.n else math.nan
     return total_value
+
+
+def _gradients(distance: Distance, between: str, x1: np.ndarray, x2: np.ndarray, grad: np.ndarray) -> tuple:
+    """``distance.gradients(x1, x2, grad)``, each checked to have its argument's shape: a (N, 1), (D,)
+    or scalar result would otherwise broadcast silently into the (N, D) sums."""
+    result = distance.gradients(x1, x2, grad)
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise ValueError(f"{type(distance).__name__}.gradients({between}) must return a pair (g1, g2), "
+                         f"got {type(result).__name__}")
+    pair = tuple(np.asarray(g, dtype=np.float64) for g in result)
+    for k, (g, x) in enumerate(zip(pair, (x1, x2))):
+        if g.shape != x.shape:
+            raise ValueError(f"{type(distance).__name__}.gradients({between}) must return gradients of the "
+                             f"rows' shape {x.shape}; g{k + 1} has shape {g.shape}")
+    return pair
 
 
 class DistanceLoss(Loss):
@@ -320,7 +334,7 @@ class DistanceLoss(Loss):
         g = np.broadcast_to(np.asarray(grad_output, np.float64), (n,) if x1a.ndim > 1 else ())
         if self.reduction == "mean":
             g = g / n
-        g1, g2 = self.distance_class().gradients(x1a.astype(np.float64), x2a.astype(np.float64), g)
+        g1, g2 = _gradients(self.distance_class(), "x1, x2", x1a.astype(np.float64), x2a.astype(np.float64), g)
         out = {"x1": np.asarray(g1, dtype), "x2": np.asarray(g2, dtype)}
         return tuple(out[name] for name in wrt)
 
