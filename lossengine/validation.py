@@ -26,6 +26,7 @@ deliberately buggy loss per bug class, each caught by the check named for it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -938,7 +939,15 @@ def _cache_key(loss_class: type) -> str | None:
     validator and the kernels), None for what cannot be keyed (see lossengine._code_identity)."""
     if not isinstance(loss_class, type):
         return None
-    return _code_identity.code_identity(loss_class, _code_identity.module_files(__name__) or [__file__])
+    code = _code_identity.code_identity(loss_class, _code_identity.module_files(__name__) or [__file__])
+    if code is None:
+        return None
+    # The kernels' ISA variant chosen at import (LOSSENGINE_ISA, the CPU): the same files run
+    # different machine code per variant, and a verdict holds for the variant it was reached on.
+    from . import _isa
+
+    variants = ",".join(f"{family}={variant}" for family, (variant, _) in sorted(_isa.chosen.items()))
+    return hashlib.sha256(f"{code}\0isa {variants}".encode()).hexdigest()
 
 
 def _read_regular(path: Path) -> bytes | None:

@@ -269,3 +269,14 @@ def test_the_default_cache_folder_left_0755_by_an_earlier_version_is_made_privat
     validation.cached_check(plugin.CachedSquared)
     assert stat.S_IMODE(os.stat(tmp_path / "xdg" / "lossengine").st_mode) == 0o700
     assert len(list((tmp_path / "xdg" / "lossengine").glob("*.json"))) == 1
+
+
+def test_the_kernels_isa_variant_is_part_of_the_key(plugin, monkeypatch):
+    # A verdict reached on one ISA variant of the kernels does not vouch for another (the same files,
+    # other machine code: LOSSENGINE_ISA=baseline once failed a check the AVX-512 build passed).
+    from lossengine import _isa
+
+    key = validation._cache_key(plugin.CachedSquared)
+    assert key is not None
+    monkeypatch.setitem(_isa.chosen, "_elementwise", ("some_other_variant", "forced by a test"))
+    assert validation._cache_key(plugin.CachedSquared) not in (None, key)
