@@ -87,10 +87,11 @@ def _torch_triplet_distance_overflows(case) -> bool:
                     & np.isfinite(xs[i] - xs[j] + eps).all(axis=-1)).any() for i, j in pairs)
 
 
-# Defects issue #15 lists that the lead is fixing on main. Each entry: a name, what it is, and a
-# predicate on a Case; the properties skip matching cases (and the regression test of the same name
-# in tests/test_reliability_regressions.py is a strict xfail). Remove an entry once its fix lands.
-# The fuzz harness (fuzz/fuzz_losses.py) skips them too.
+# Known defects and deviations the properties must step around. Each entry: a name, what it is,
+# and a predicate on a Case; the properties skip matching cases, and a test named test_<name>
+# (tests/test_properties.py) is a strict xfail with ``raises=`` that shows it, so it turns into a
+# failure (XPASS) when the library changes (test_validator_deviations.py checks the pairing). Remove
+# an entry once its fix lands. The fuzz harness (fuzz/fuzz_losses.py) skips them too.
 KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
     # torch's distance overflows to inf where lossengine rescales the row (a documented deviation).
     "triplet_distance_finite_where_torch_overflows": (
@@ -98,6 +99,13 @@ KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
         "it), or for the cosine distance a norm of inf (cosine 0 or NaN); lossengine's distance is the true, "
         "finite one (the row rescaled) and its gradient that distance's",
         lambda case: _torch_triplet_distance_overflows(case)),
+    # Found by the torch property once it compared refusals (issue #33).
+    "cross_entropy_0d_input_with_probability_target_is_a_shape_error": (
+        "defect: cross_entropy with a 0-d input and a float (probability) target raises TypeError about the "
+        "target's kind instead of the ValueError a 0-d input gets with an index target (torch: the input has "
+        "no class dimension)",
+        lambda case: case.cls.name == "cross_entropy" and np.ndim(case.arrays[0]) == 0
+        and np.asarray(case.arrays[1]).dtype.kind == "f"),
 }
 
 

@@ -386,7 +386,8 @@ def test_soft_margin_is_exact_where_torch_overflows(dtype):
     assert_matches(grad, (-y).astype(dtype), dtype, "soft margin gradient")
 
 
-@pytest.mark.xfail(strict=True, reason="deliberate deviation: " + le.SoftMarginLoss.deviations["torch_overflow"])
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="deliberate deviation: " + le.SoftMarginLoss.deviations["torch_overflow"])
 @pytest.mark.parametrize("dtype", gold.DTYPES)
 def test_soft_margin_torch_overflow_is_a_deliberate_deviation(dtype):
     torch = pytest.importorskip("torch")
