@@ -25,7 +25,6 @@ name; each entry has its strict xfail here (test_<name>), so the entry goes once
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import re
 import warnings
