@@ -183,6 +183,12 @@ def _bounds(constraint: str) -> list[tuple[float, bool]]:
     return [(float(v), op.endswith("=")) for op, v in re.findall(r"([<>]=?) (-?[\d.e+-]+|inf)", constraint)]
 
 
+def _within(value: float, constraint: str) -> bool:
+    """Whether ``value`` meets every bound the constraint text states."""
+    checks = {">": value.__gt__, ">=": value.__ge__, "<": value.__lt__, "<=": value.__le__}
+    return all(checks[op](float(v)) for op, v in re.findall(r"([<>]=?) (-?[\d.e+-]+|inf)", constraint))
+
+
 def option_candidates(option, hostile: bool, classes: int, shape: tuple) -> list:
     """Values for one declared option: valid ones always (the default, the declared examples, the
     bounds its constraint states), invalid ones too when ``hostile`` (just outside the bounds,
@@ -191,10 +197,12 @@ def option_candidates(option, hostile: bool, classes: int, shape: tuple) -> list
     invalid: list = []
     kind = option.kind
     if kind == "real":
-        for b, allowed in _bounds(option.constraint):
+        bounds = _bounds(option.constraint)
+        for b, allowed in bounds:
             (valid if allowed else invalid).append(b)
             invalid += [np.nextafter(b, -math.inf), np.nextafter(b, math.inf), b - 1.0, b + 1.0]
-        valid += [0.5, 3.0]
+        # Two plain values, where the constraint admits them (3.0 is outside label_smoothing's [0, 1]).
+        valid += [v for v in (0.5, 3.0) if _within(v, option.constraint)]
         invalid += [math.nan, math.inf, -math.inf, -1e300, HUGE_INT, -HUGE_INT, 2 ** 70, True, "1.0", None]
     elif kind == "integer":
         choices = [int(v) for v in re.findall(r"-?\d+", option.constraint)] if option.constraint.startswith("in") else []

@@ -52,9 +52,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 NAMES = le.registry.names()
 shapes = st.one_of(st.just(()), st.lists(st.integers(0, 4), min_size=1, max_size=3).map(tuple))
-# The torch comparison draws empty and 0-d shapes less often: torch refuses or reduces them to NaN
-# (nothing compared), and the other properties cover them.
-torch_shapes = st.one_of(st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), shapes)
+
+
+def torch_shapes(cls: type):
+    """The torch comparison's shapes: in one draw of five any of ``shapes`` (0-d, empty: torch
+    refuses most or reduces them to NaN, nothing compared; the other properties draw them as often
+    as any), else 1 to 4 along each of up to the declared ``sample_shape``'s number of axes (a
+    (C,)-or-(N, C) loss refuses a third axis, in torch as here)."""
+    rank = max(1, len(getattr(cls, "sample_shape", (1, 1, 1))))
+    return st.integers(0, 4).flatmap(
+        lambda k: shapes if k == 0 else st.lists(st.integers(1, 4), min_size=1, max_size=rank).map(tuple))
 
 
 @st.composite
@@ -274,7 +281,7 @@ def _splice_extremes(cls, case: Case, data) -> None:
 def torch_case(cls: type, data, extreme: bool) -> Case:
     """A float64 case for torch's counterpart, its options restricted to those torch has; with
     ``extreme``, finite values at the edges of float64 spliced into the arrays."""
-    case = data.draw(cases(cls, hostile=False, dtypes=(np.float64,), shapes=torch_shapes))
+    case = data.draw(cases(cls, hostile=False, dtypes=(np.float64,), shapes=torch_shapes(cls)))
     params = inspect.signature(torch_function(cls)).parameters
     # An option torch does not have (CTC's from_logits) is compared only at its default.
     for option in declared_options(cls):
