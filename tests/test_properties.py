@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import assume, given, note, settings  # noqa: E402
+from hypothesis import Phase, assume, given, note, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import lossengine as le  # noqa: E402
@@ -398,12 +398,13 @@ def assert_matches_torch(cls, case, expected, finite_only: bool) -> bool:
     return True
 
 
-def run_torch_property(cls: type, extreme: bool, tally: dict, examples: int | None = None) -> None:
+def run_torch_property(cls: type, extreme: bool, tally: dict, examples: int | None = None,
+                       phases=tuple(Phase)) -> None:
     """Run the torch comparison over ``cls`` (hypothesis), counting into ``tally[cls.name]`` the
     examples drawn and those compared; fail if fewer than MIN_COMPARED of them were compared."""
     counts = tally.setdefault((cls.name, "extreme values" if extreme else "plain"), {"drawn": 0, "compared": 0})
 
-    @settings(max_examples=examples or settings().max_examples)
+    @settings(max_examples=examples or settings().max_examples, phases=phases)
     @given(data=st.data())
     def prop(data):
         case = torch_case(cls, data, extreme)
@@ -458,7 +459,25 @@ class _SwallowsWhatTorchRefuses(le.L1Loss):
 @pytest.mark.parametrize("extreme", [False, True])
 def test_torch_properties_catch_a_planted_defect(planted, message, extreme):
     with pytest.raises(AssertionError, match=message):
-        run_torch_property(planted, extreme, {}, examples=10)
+        run_torch_property(planted, extreme, {}, examples=10, phases=(Phase.generate,))   # no shrinking: only that it fails
+
+
+def test_tolerance_is_per_array_and_per_element():
+    # The old rule judged a gradient at the scale of the value before it and floored every scale at
+    # 1: a gradient 10% off passed at rtol 2e-4 next to a value of 1000, an element of 1e-3 was
+    # checked only to 2e-4 absolute.
+    value, grad = np.float64(1000.0), np.array([0.5, -0.25, 1e-3])
+    cancel_value, cancel_grad = cancellations(Case(le.MSELoss, {}, [grad, grad]), value, [grad])
+    assert cancel_grad == 0.5      # the gradient's own largest partial, not the value's 1000
+    with pytest.raises(AssertionError, match=r"gradient: \d of 3 elements off"):
+        assert_close(grad * 1.1, grad, 2e-4, "gradient", cancel_grad)
+    with pytest.raises(AssertionError, match=r"small: 1 of 1 elements off .*0\.00101"):
+        assert_close(np.array([1.01e-3]), np.array([1e-3]), 2e-4, "small")
+    # What a sum cancelled from is allowed: 1e16 + 1 - 1e16 is 0 or 2 in float64, its terms 1e16.
+    terms = np.array([1e16, 1.0, -1e16])
+    assert_close(np.float64(0.0), np.float64(1.0), 1e-12, "cancelled", reduction_cancellation(1.0, terms))
+    with pytest.raises(AssertionError, match="cancelled: 1 of 1"):
+        assert_close(np.float64(0.0), np.float64(1.0), 1e-12, "cancelled")
 
 
 @pytest.mark.xfail(strict=True, raises=TypeError, reason=KNOWN_DEFECTS[
