@@ -294,6 +294,14 @@ def torch_case(cls: type, data, extreme: bool) -> Case:
     return case
 
 
+def _torch_option(key: str, value):
+    if isinstance(value, np.ndarray):
+        return _torch.tensor(value)
+    if isinstance(value, str) and value in TORCH_OPTION_VALUES.get(key, {}):
+        return TORCH_OPTION_VALUES[key][value]()
+    return value
+
+
 def torch_result(cls, case):
     """("ok", value, {argument: gradient}) from torch, requires_grad on the differentiable float
     arguments only (torch refuses a gradient through an integer or a target it does not
@@ -301,8 +309,7 @@ def torch_result(cls, case):
     tensors = [_torch.tensor(a, dtype=_torch.int64 if a.dtype.kind in "iu" else _torch.float64,
                              requires_grad=(a.dtype.kind == "f" and arg in cls.differentiable))
                for arg, a in zip(cls.arguments, map(np.asarray, case.arrays))]
-    kwargs = {k: _torch.tensor(v) if isinstance(v, np.ndarray) else TORCH_OPTION_VALUES.get(k, {}).get(v, lambda: v)()
-              if isinstance(v, str) and k in TORCH_OPTION_VALUES else v for k, v in case.options.items()}
+    kwargs = {k: _torch_option(k, v) for k, v in case.options.items()}
     wanted = [(arg, t) for arg, t in zip(cls.arguments, tensors) if t.requires_grad]
     try:
         with warnings.catch_warnings():
