@@ -87,10 +87,11 @@ def _torch_triplet_distance_overflows(case) -> bool:
                     & np.isfinite(xs[i] - xs[j] + eps).all(axis=-1)).any() for i, j in pairs)
 
 
-# Defects issue #15 lists that the lead is fixing on main. Each entry: a name, what it is, and a
-# predicate on a Case; the properties skip matching cases (and the regression test of the same name
-# in tests/test_reliability_regressions.py is a strict xfail). Remove an entry once its fix lands.
-# The fuzz harness (fuzz/fuzz_losses.py) skips them too.
+# Known defects and deviations the properties must step around. Each entry: a name, what it is,
+# and a predicate on a Case; the properties skip matching cases, and a test named test_<name>
+# (tests/test_properties.py) is a strict xfail with ``raises=`` that shows it, so it turns into a
+# failure (XPASS) when the library changes (test_validator_deviations.py checks the pairing). Remove
+# an entry once its fix lands. The fuzz harness (fuzz/fuzz_losses.py) skips them too.
 KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
     # torch's distance overflows to inf where lossengine rescales the row (a documented deviation).
     "triplet_distance_finite_where_torch_overflows": (
@@ -98,6 +99,13 @@ KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
         "it), or for the cosine distance a norm of inf (cosine 0 or NaN); lossengine's distance is the true, "
         "finite one (the row rescaled) and its gradient that distance's",
         lambda case: _torch_triplet_distance_overflows(case)),
+    # Found by the torch property once it compared refusals (issue #33).
+    "cross_entropy_0d_input_with_probability_target_is_a_shape_error": (
+        "defect: cross_entropy with a 0-d input and a float (probability) target raises TypeError about the "
+        "target's kind instead of the ValueError a 0-d input gets with an index target (torch: the input has "
+        "no class dimension)",
+        lambda case: case.cls.name == "cross_entropy" and np.ndim(case.arrays[0]) == 0
+        and np.asarray(case.arrays[1]).dtype.kind == "f"),
 }
 
 
@@ -175,6 +183,12 @@ def _bounds(constraint: str) -> list[tuple[float, bool]]:
     return [(float(v), op.endswith("=")) for op, v in re.findall(r"([<>]=?) (-?[\d.e+-]+|inf)", constraint)]
 
 
+def _within(value: float, constraint: str) -> bool:
+    """Whether ``value`` meets every bound the constraint text states."""
+    checks = {">": value.__gt__, ">=": value.__ge__, "<": value.__lt__, "<=": value.__le__}
+    return all(checks[op](float(v)) for op, v in re.findall(r"([<>]=?) (-?[\d.e+-]+|inf)", constraint))
+
+
 def option_candidates(option, hostile: bool, classes: int, shape: tuple) -> list:
     """Values for one declared option: valid ones always (the default, the declared examples, the
     bounds its constraint states), invalid ones too when ``hostile`` (just outside the bounds,
@@ -183,10 +197,12 @@ def option_candidates(option, hostile: bool, classes: int, shape: tuple) -> list
     invalid: list = []
     kind = option.kind
     if kind == "real":
-        for b, allowed in _bounds(option.constraint):
+        bounds = _bounds(option.constraint)
+        for b, allowed in bounds:
             (valid if allowed else invalid).append(b)
             invalid += [np.nextafter(b, -math.inf), np.nextafter(b, math.inf), b - 1.0, b + 1.0]
-        valid += [0.5, 3.0]
+        # Two plain values, where the constraint admits them (3.0 is outside label_smoothing's [0, 1]).
+        valid += [v for v in (0.5, 3.0) if _within(v, option.constraint)]
         invalid += [math.nan, math.inf, -math.inf, -1e300, HUGE_INT, -HUGE_INT, 2 ** 70, True, "1.0", None]
     elif kind == "integer":
         choices = [int(v) for v in re.findall(r"-?\d+", option.constraint)] if option.constraint.startswith("in") else []

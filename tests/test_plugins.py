@@ -16,6 +16,10 @@ import lossengine as le
 import lossengine.testing as let
 from lossengine import _classification, _elementwise, cli, registry, validation
 
+# The checkout's Cython sources, found from this file: the tests import the installed package, whose
+# folder need not be the checkout's.
+PYX = Path(__file__).resolve().parent.parent / "pyx"
+
 
 # -- losses used below ------------------------------------------------------------------------------
 class Cube(le.NumpyElementwiseLoss):
@@ -59,7 +63,7 @@ def test_register_and_unregister_in_process(clean_registry):
     assert le.registry.source("test_plugin_cube") == "user"
     assert le.registry.unregister("test_plugin_cube") is Cube
     assert "test_plugin_cube" not in le.registry.names()
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no loss named 'test_plugin_cube'"):
         le.registry.get("test_plugin_cube")
 
 
@@ -80,7 +84,7 @@ def test_register_refuses_a_taken_name_and_non_losses(clean_registry):
     with pytest.raises(ValueError, match="reserved for lossengine.s built-in"):
         le.registry.register(Impostor)
     assert le.registry.get("mse_loss") is le.MSELoss
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="is not a subclass of lossengine.Loss"):
         le.registry.register(object)
 
 
@@ -367,9 +371,8 @@ def test_public_pxd_agrees_with_the_driver():
     assert f'"{_elementwise.PLUGIN_CHUNK_CAPSULE_NAME}"' in pxd
     signature = "(const double* args, const double* params, double* partials) noexcept nogil"
     assert f"ctypedef double (*element_fn){signature}" in pxd
-    pyx = package.parent / "pyx" / "elementwise.pyx.tp"
-    if pyx.exists():                          # a source checkout
-        assert f"ctypedef double (*element_fn){signature}" in pyx.read_text()
+    pyx = PYX / "elementwise.pyx.tp"
+    assert f"ctypedef double (*element_fn){signature}" in pyx.read_text()
     assert le.get_include() == str(package.parent)
     options = le.plugin_build_options()
     assert options["include_path"] == [le.get_include()] and "-fopenmp" not in options["extra_compile_args"]
@@ -580,9 +583,8 @@ def test_public_row_pxd_agrees_with_the_driver(typedef, capsule, ftype):
     signature = (f"(Py_ssize_t C, const {ftype}* x, int64_t target, const double* params, {ftype}* grad) "
                  "noexcept nogil")
     assert f"ctypedef double (*{typedef}){signature}" in pxd
-    pyx = package.parent / "pyx" / "classification.pyx.tp"
-    if pyx.exists():                          # a source checkout
-        assert f"ctypedef double (*{typedef}){signature}" in pyx.read_text()
+    pyx = PYX / "classification.pyx.tp"
+    assert f"ctypedef double (*{typedef}){signature}" in pyx.read_text()
 
 
 def test_public_row_pxd_scaled_form_agrees_with_the_driver():
@@ -592,9 +594,8 @@ def test_public_row_pxd_scaled_form_agrees_with_the_driver():
     signature = ("ctypedef double (*row_f32_scaled_fn)(Py_ssize_t C, const float* x, int64_t target, "
                  "const double* params, double scale, float* grad) noexcept nogil")
     assert signature in pxd
-    pyx = package.parent / "pyx" / "classification.pyx.tp"
-    if pyx.exists():                          # a source checkout
-        assert signature in " ".join(pyx.read_text().split())
+    pyx = PYX / "classification.pyx.tp"
+    assert signature in " ".join(pyx.read_text().split())
 
 
 def _am_softmax_reference(x, t, s, m):

@@ -143,5 +143,7 @@ def test_generated_rowwise_plugin_builds_and_passes_as_generated(tmp_path):
 
 
 def test_new_plugin_kinds_are_exclusive(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         main(["new-plugin", "both", "--compiled", "--rowwise", "--dir", str(tmp_path)])
+    assert exit_.value.code == 2     # argparse's usage error
+    assert "--rowwise: not allowed with argument --compiled" in capsys.readouterr().err
