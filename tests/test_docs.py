@@ -135,3 +135,42 @@ def test_docs_python_block_runs(block, request, capsys):
 def test_block_runner_catches_a_wrong_claim(capsys):
     with pytest.raises(AssertionError, match="printed"):
         _run_block("print(1 + 1)  # 3\n", "claim", capsys)
+
+
+# -- the public stubs -----------------------------------------------------------------------------
+def test_committed_stubs_are_what_the_declarations_render():
+    from lossengine import _stubgen
+
+    for path, text in _stubgen.stubs().items():
+        assert path.exists() and path.read_text() == text, (
+            f"{path.name} is stale: run `python -m lossengine._stubgen`")
+
+
+def test_stubs_type_every_constructor_and_function_from_the_declarations():
+    import ast
+
+    from lossengine import _stubgen
+
+    losses_stub = ast.parse(_stubgen.LOSSES_STUB.read_text())
+    classes = {n.name: n for n in losses_stub.body if isinstance(n, ast.ClassDef)}
+    for cls in BUILTIN_LOSSES:
+        init = next(f for f in classes[cls.__name__].body if isinstance(f, ast.FunctionDef))
+        params = [a.arg for a in init.args.args[1:] + init.args.kwonlyargs]
+        assert params == [o.name for o in declared_options(cls)], cls.__name__
+    functional_stub = ast.parse(_stubgen.FUNCTIONAL_STUB.read_text())
+    functions = {n.name: n for n in functional_stub.body if isinstance(n, ast.FunctionDef)}
+    assert sorted(functions) == sorted(le.functional.__all__)
+    for cls in BUILTIN_LOSSES:
+        args = functions[cls.name].args
+        assert [a.arg for a in args.args][:len(cls.arguments)] == list(cls.arguments), cls.name
+
+
+def test_functional_exports_functions_only():
+    import inspect as _inspect
+
+    exported = dir(le.functional)
+    assert exported == sorted(le.functional.__all__)
+    assert {"np", "annotations", "HuberLoss", "BUILTIN_LOSSES", "make_functional"}.isdisjoint(exported)
+    assert {cls.name for cls in BUILTIN_LOSSES} <= set(exported)
+    assert all(_inspect.isfunction(getattr(le.functional, n)) for n in exported)
+    assert callable(le.functional.np.asarray) and le.functional.HuberLoss is le.HuberLoss  # still reachable
