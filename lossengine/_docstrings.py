@@ -32,9 +32,10 @@ from .domains import domain_of
 __all__ = ["install", "document", "own_text", "args_lines", "shape_lines", "hessian_lines", "example_lines",
            "option_type", "has_hessian"]
 
-# Option kinds (lossengine.declaration.Option.kind) as the type a user passes.
-_KIND_TYPES = {"real": "float", "integer": "int", "flag": "bool", "array": "ndarray or None",
-               "choice": "str", "distance": "str, Distance or None"}
+# Option kinds (lossengine.declaration.Option.kind) as the type a user passes, written as the public
+# stubs (lossengine/_stubgen.py) annotate it.
+_KIND_TYPES = {"real": "float", "integer": "int", "flag": "bool", "array": "ArrayLike | None",
+               "choice": "str", "distance": "str | Distance | None"}
 
 DTYPES = ("float32 or float64, computed in the first argument's dtype (float16 computes in float32); "
            "integer arrays (class indices, lengths) in any integer dtype")
@@ -133,7 +134,7 @@ def argument_shape_and_values(cls: type, name: str) -> tuple[str, str]:
 
 # -- the sections ---------------------------------------------------------------------------------
 def option_type(option) -> str:
-    return _KIND_TYPES.get(option.kind, "object")
+    return _KIND_TYPES.get(option.kind, "Any")
 
 
 def args_lines(cls: type) -> list[str]:
