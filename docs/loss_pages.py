@@ -91,7 +91,7 @@ def _options(cls: type) -> list[str]:
     for o in options:
         examples = ", ".join(f"`{e!r}`" for e in o.examples)
         kind = _docstrings.option_type(o) + (", keyword-only" if o.keyword_only else "")
-        rows.append(f"| `{o.name}` | {kind} | `{o.default!r}` | {_cell(o.constraint) or 'any'} | {examples} |")
+        rows.append(f"| `{o.name}` | {_cell(kind)} | `{o.default!r}` | {_cell(o.constraint) or 'any'} | {examples} |")
     return rows
 
 
