@@ -25,7 +25,9 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-OPENMP_FLAGS = ["-fopenmp"]
+# LOSSENGINE_OPENMP_FLAGS replaces them where OpenMP is spelled otherwise, e.g. Apple clang with a
+# vendored libomp (pyproject.toml's cibuildwheel table): used for the probe, compiling and linking.
+OPENMP_FLAGS = os.environ.get("LOSSENGINE_OPENMP_FLAGS", "-fopenmp").split()
 # No -ffast-math: NaN/inf semantics and summation order are part of the contract. FMA contraction is
 # off so every build rounds the same way.
 # No peeling for alignment: a peeled loop computes its first elements with the scalar exp/log and

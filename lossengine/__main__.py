@@ -3,4 +3,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":      # not on import (documentation tools import every submodule)
+    sys.exit(main())

@@ -114,3 +114,9 @@ def softmax(input, dim: int = -1):
 
 
 __all__ += ["sigmoid", "log_sigmoid", "softmax", "log_softmax"]
+
+
+def __dir__() -> list[str]:
+    # The module's exports only: its helpers and imports (np, the loss classes) stay reachable but
+    # are not the functional API (the public stub, functional.pyi, lists the same names).
+    return sorted(__all__)

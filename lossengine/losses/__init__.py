@@ -32,3 +32,13 @@ def loss_table_markdown() -> str:
         options = ", ".join(_describe(o) for o in declared_options(cls))
         rows.append(f"| `{cls.__name__}` (`{cls.name}`) | {options} | {', '.join(cls.differentiable)} |")
     return "\n".join(rows)
+
+
+def _complete_docstrings() -> None:
+    # Args, Shape, Hessian and Examples sections from each declaration (lossengine/_docstrings.py).
+    from .._docstrings import install
+
+    install(BUILTIN_LOSSES)
+
+
+_complete_docstrings()
