@@ -9,7 +9,8 @@ Rows go in chunks of ``rows`` (N x D input rows, V classes):
     logits[:n] = input[chunk] @ weight.T (+ bias)          GEMM 1, numpy.matmul
     loss, G = cross-entropy row math over logits[:n]       the classification family's compiled
                                                            CrossEntropyIndex kernel: log-sum-exp,
-                                                           loss and the scaled softmax - one-hot
+                                                           loss and the scaled softmax - one-hot,
+                                                           G written over the logits in place
     grad_input[chunk] = G @ weight                         GEMM 2
     grad_weight += G.T @ input[chunk]                      GEMM 3
     grad_bias += column sums of G                          (float64 accumulator)
@@ -28,14 +29,19 @@ dependency and no build-time BLAS detection. ``grad_weight`` accumulates through
 because ``matmul`` has no ``C += A @ B`` form; the add costs V D per chunk against the GEMM's
 2 rows V D flops.
 
-Chunk size: large enough that GEMM 3, whose inner dimension is the chunk's row count, runs near the
-BLAS's peak (measured with NumPy's OpenBLAS on a 2-core AVX-512 machine, V = 32000, D = 512: 64
-rows took 1.9x the time of one full product, 256 rows 1.07x), small enough that the chunk's logits
-and gradient stay a cache-resident fraction of N x V. ``rows = CHUNK_BYTES / (V * itemsize)``
-clamped to [MIN_ROWS, MAX_ROWS] and to N; it depends on the shapes only, so every call on the same
-shapes chunks alike (the results are bit-identical for any lossengine thread count). Peak extra
-memory: the logits and gradient of one chunk (2 rows V) plus the (V, D) accumulation buffer,
-independent of N. ``chunk_size=`` overrides the row count.
+Chunk size: large, because each chunk is three BLAS calls and a threaded GEMM's cost grows with the
+number of calls, not only with its flops. GEMM 2 and GEMM 3 reduce over V and over the chunk's rows:
+OpenBLAS splits such a product over its threads and synchronizes them once per block of the inner
+dimension, so every extra call adds V / 256 synchronizations of all BLAS threads. Measured with
+NumPy's OpenBLAS, 2 threads, on a 2-core machine shared with other jobs, V = 32000, D = 512, N = 2048,
+forward and backward against the three full-size GEMMs in the same run: 256-row chunks 3.1x their
+time, 512 rows 2.4x, 1024 rows 1.1x (G @ W alone in four 256-row calls: 7.6x one 1024-row call; with
+one BLAS thread 1.07x: the cost is the threads' synchronization, which a loaded machine makes
+expensive). A "few MB" chunk (64 rows at V = 32000) is therefore not used: ``rows = CHUNK_BYTES /
+(V * itemsize)`` (64 MiB of logits), clamped to [MIN_ROWS, MAX_ROWS] and to N. It depends on the
+shapes only, so every call on the same shapes chunks alike (the results are bit-identical for any
+lossengine thread count). Peak extra memory: one chunk's logits (rows V values, which become their
+gradient) plus the (V, D) accumulation buffer, independent of N. ``chunk_size=`` overrides the row count.
 """
 from __future__ import annotations
 
@@ -51,9 +57,9 @@ from ..declaration import Option, integer, real, reduction
 from .classification import _Layout, _target
 
 # Chunk sizing (see the design note): bytes of one chunk's logits, and the row count's bounds.
-CHUNK_BYTES = 16 * 2 ** 20
+CHUNK_BYTES = 64 * 2 ** 20
 MIN_ROWS = 256
-MAX_ROWS = 4096
+MAX_ROWS = 8192
 
 
 def _parse_chunk_size(name: str, value: Any) -> int | None:
@@ -142,7 +148,7 @@ class LinearCrossEntropyLoss(FusedLoss):
 
     @classmethod
     def large_sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
-        # Past the row kernel's parallel cutoff in one chunk, and several automatic chunks.
+        # Past the row kernel's parallel cutoff (rows x classes), in one automatic chunk.
         return cls._draw(rng, dtype, 3 * MIN_ROWS + 17, 16, 128)
 
     @staticmethod
@@ -215,8 +221,7 @@ class LinearCrossEntropyLoss(FusedLoss):
             scale = scale / denom if denom else 0.0
         gx, gw, gb = grads.get("input"), grads.get("weight"), grads.get("bias")
         want_grad = bool(grads)
-        logits = np.empty((rows, classes), plan.dtype)
-        g = np.empty((rows, classes), plan.dtype) if want_grad else None
+        logits = np.empty((rows, classes), plan.dtype)         # each chunk's logits, then their gradient
         w_sum = np.empty(w.shape, plan.dtype) if gw is not None and n > rows else None
         b_sum = np.zeros(classes, np.float64) if gb is not None else None
         per_row_upstream = upstream.size == n and n > 1
@@ -228,7 +233,7 @@ class LinearCrossEntropyLoss(FusedLoss):
             np.matmul(xc, w.T, out=lc)                                  # GEMM 1: the chunk's logits
             if b is not None:
                 lc += b
-            gc = None if g is None else g[:stop - start]
+            gc = lc if want_grad else None                              # in place (the kernel allows it)
             value, _ = kernel.run(layout._replace(n_pos=stop - start, x=lc, idx=idx[start:stop]), gc, None,
                                   None if loss_out is None else loss_out[start:stop],
                                   upstream[start:stop] if per_row_upstream else upstream, scale,
