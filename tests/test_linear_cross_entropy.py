@@ -283,11 +283,13 @@ print(json.dumps({"growth_mb": (after - before) / 1024, "value": float(value), "
 def test_peak_memory_stays_far_below_the_logits():
     # N=8192, D=256, V=32768 float32: the logits alone would be 1024 MB (and their gradient as much
     # again). The call's peak RSS growth, outputs included (grad_weight is 32 MB), stays under
-    # 300 MB. In a fresh process, so ru_maxrss (the peak) starts at the inputs.
+    # 300 MB. In a fresh process, so ru_maxrss (the peak) is the probe's own.
     root = os.path.dirname(os.path.dirname(le.__file__))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True, env=env,
-                          cwd=root, timeout=600)
+    # Through a shell that forks the probe: a process spawned straight from this one would start with
+    # this process's RSS as its ru_maxrss (Linux keeps the peak across fork and exec, vfork too).
+    done = subprocess.run(["/bin/sh", "-c", '"$0" -c "$1"; exit $?', sys.executable, MEMORY_PROBE],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["finite"] and 9 < result["value"] < 12        # about log(32768) = 10.4
@@ -319,3 +321,21 @@ def test_cross_entropy_row_kernel_may_write_its_gradient_over_its_input(dtype, l
     in_place = x.copy()
     assert run(in_place, in_place) == expected
     np.testing.assert_array_equal(in_place, separate)
+
+
+def test_readme_softmax_layer_example_prints_what_it_claims(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+                   if "le.LinearCrossEntropyLoss()" in b)
+    namespace = {}
+    exec(compile(example, "README LinearCrossEntropyLoss example", "exec"), namespace)
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed == re.search(r"# (loss [0-9.]+, accuracy [0-9.]+)", example).group(1)
+    # The loss it prints is torch's for the same layer (the last step's, before its update).
+    W, b = namespace["W"] + 20.0 * namespace["grad_W"], namespace["b"] + 20.0 * namespace["grad_b"]
+    reference = F.cross_entropy(F.linear(torch.from_numpy(namespace["H"]), torch.from_numpy(W), torch.from_numpy(b)),
+                                torch.from_numpy(namespace["y"]))
+    assert abs(float(namespace["loss"]) - reference.item()) < 1e-5
