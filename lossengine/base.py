@@ -41,8 +41,10 @@ class Loss:
     # How the loss splits over chunks of its arguments, for chunked execution
     # (lossengine.integrations.dask): "elements" (any chunking: each element's loss depends on that
     # element only), "rows" (along the leading axis only; the first argument's axis 1, classes, is
-    # reduced), "feature-rows" (along the leading axis; the last axis, features, is reduced), or None
-    # (it does not split).
+    # reduced), "feature-rows" (along the leading axis; the last axis, features, is reduced),
+    # "parameter-rows" ("feature-rows" for the arguments not named in the class's ``shared_arguments``,
+    # which go whole to every chunk and whose gradients are summed over the chunks), or None (it does
+    # not split).
     decomposes: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

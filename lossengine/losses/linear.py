@@ -30,15 +30,16 @@ because ``matmul`` has no ``C += A @ B`` form; the add costs V D per chunk again
 2 rows V D flops.
 
 Chunk size: large, because each chunk is three BLAS calls and a threaded GEMM's cost grows with the
-number of calls, not only with its flops. GEMM 2 and GEMM 3 reduce over V and over the chunk's rows:
-OpenBLAS splits such a product over its threads and synchronizes them once per block of the inner
-dimension, so every extra call adds V / 256 synchronizations of all BLAS threads. Measured with
+number of calls, not only with its flops: within each call the BLAS's threads share packed panels
+and wait for one another (OpenBLAS: per block of the inner dimension, which is V for GEMM 2), so every
+extra call adds synchronizations, and a descheduled thread stalls them all. Measured with
 NumPy's OpenBLAS, 2 threads, on a 2-core machine shared with other jobs, V = 32000, D = 512, N = 2048,
 forward and backward against the three full-size GEMMs in the same run: 256-row chunks 3.1x their
 time, 512 rows 2.4x, 1024 rows 1.1x (G @ W alone in four 256-row calls: 7.6x one 1024-row call; with
 one BLAS thread 1.07x: the cost is the threads' synchronization, which a loaded machine makes
-expensive). A "few MB" chunk (64 rows at V = 32000) is therefore not used: ``rows = CHUNK_BYTES /
-(V * itemsize)`` (64 MiB of logits), clamped to [MIN_ROWS, MAX_ROWS] and to N. It depends on the
+expensive; the full problem at N = 4096 in the same run: 1048-row chunks 0.74x the time of 524-row
+ones). A "few MB" chunk (64 rows at V = 32000) is therefore not used: ``rows = CHUNK_BYTES /
+(V * itemsize)`` (128 MiB of logits), clamped to [MIN_ROWS, MAX_ROWS] and to N. It depends on the
 shapes only, so every call on the same shapes chunks alike (the results are bit-identical for any
 lossengine thread count). Peak extra memory: one chunk's logits (rows V values, which become their
 gradient) plus the (V, D) accumulation buffer, independent of N. ``chunk_size=`` overrides the row count.
@@ -57,7 +58,7 @@ from ..declaration import Option, integer, real, reduction
 from .classification import _Layout, _target
 
 # Chunk sizing (see the design note): bytes of one chunk's logits, and the row count's bounds.
-CHUNK_BYTES = 64 * 2 ** 20
+CHUNK_BYTES = 128 * 2 ** 20
 MIN_ROWS = 256
 MAX_ROWS = 8192
 
