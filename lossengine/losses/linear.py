@@ -16,7 +16,7 @@ Rows go in chunks of ``rows`` (N x D input rows, V classes):
     grad_bias += column sums of G                          (float64 accumulator)
 
 The row math is not new code: it is the very kernel ``CrossEntropyLoss`` runs (torch's formulas for
-ignore_index and label smoothing, double sums over 8 lanes, OpenMP over the chunk's rows), called per
+ignore_index and label smoothing, double sums over 8 lanes; on one thread here, see ROW_MATH_THREADS), called per
 chunk with reduction 'sum' and the global gradient scale (grad_output / the count of non-ignored
 targets for 'mean', known before the first chunk because it depends on the targets alone). So each
 chunk's gradient rows are final as written, and the chunks' loss partials (doubles) are combined with
@@ -52,7 +52,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _classification
-from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
+from .._threads import PARALLEL_MIN_ELEMENTS
 from ..base import FusedLoss, losses_defined_in
 from ..declaration import Option, integer, real, reduction
 from .classification import _Layout, _target
@@ -61,6 +61,11 @@ from .classification import _Layout, _target
 CHUNK_BYTES = 128 * 2 ** 20
 MIN_ROWS = 256
 MAX_ROWS = 8192
+# The row math runs on the calling thread, between BLAS calls that use NumPy's BLAS threads. An OpenMP
+# team there measured slower end to end, not faster: each pool's idle threads spin while the other
+# works (N=4096, D=512, V=32000 float32, 2 cores, same run: 4.25-4.58 s with a 2-thread team, 2.93-3.14 s
+# with none). The row math is under 10% of the work (0.08x the three GEMMs' time, measured).
+ROW_MATH_THREADS = 1
 
 
 def _parse_chunk_size(name: str, value: Any) -> int | None:
@@ -227,7 +232,7 @@ class LinearCrossEntropyLoss(FusedLoss):
         b_sum = np.zeros(classes, np.float64) if gb is not None else None
         per_row_upstream = upstream.size == n and n > 1
         kernel, layout = self._row_kernel(), _Layout(None, "mean", 0, classes, 1, logits, None, idx, (), plan.dtype, None)
-        threads, partials = get_num_threads(), []
+        partials = []
         for start in range(0, n, rows):
             stop = min(start + rows, n)
             xc, lc = x[start:stop], logits[:stop - start]
@@ -238,7 +243,7 @@ class LinearCrossEntropyLoss(FusedLoss):
             value, _ = kernel.run(layout._replace(n_pos=stop - start, x=lc, idx=idx[start:stop]), gc, None,
                                   None if loss_out is None else loss_out[start:stop],
                                   upstream[start:stop] if per_row_upstream else upstream, scale,
-                                  _classification.MEAN_NONE, threads, PARALLEL_MIN_ELEMENTS)
+                                  _classification.MEAN_NONE, ROW_MATH_THREADS, PARALLEL_MIN_ELEMENTS)
             partials.append(value)
             if gx is not None:
                 np.matmul(gc, w, out=gx[start:stop])                    # GEMM 2
