@@ -154,7 +154,8 @@ class LinearCrossEntropyLoss(FusedLoss):
 
     @classmethod
     def large_sample_inputs(cls, rng: np.random.Generator, dtype: Any) -> tuple:
-        # Past the row kernel's parallel cutoff (rows x classes), in one automatic chunk.
+        # For the validator's large-input checks (summation precision, thread counts): more rows x
+        # classes than the kernels' parallel cutoff, in one automatic chunk.
         return cls._draw(rng, dtype, 3 * MIN_ROWS + 17, 16, 128)
 
     @staticmethod
