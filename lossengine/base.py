@@ -20,8 +20,10 @@ from .domains import domain_of
 
 #: Loss.decomposes -> the axis of the first argument each position's loss reduces over (None: none).
 #: "rows": classification scores (N, C, d1, ...), the class axis 1; "feature-rows": embeddings
-#: (N, ..., D), the feature axis last. Both split along the leading axis only.
-DECOMPOSITION_AXES = {"elements": None, "rows": 1, "feature-rows": -1}
+#: (N, ..., D), the feature axis last; "parameter-rows": (N, D) rows through arguments every chunk
+#: receives whole (LinearCrossEntropyLoss's weight and bias, whose gradients are summed over chunks).
+#: All split along the leading axis only.
+DECOMPOSITION_AXES = {"elements": None, "rows": 1, "feature-rows": -1, "parameter-rows": -1}
 
 
 def positions_shape(kind: str, shape: tuple) -> tuple:
@@ -59,8 +61,10 @@ class Loss:
     # How the loss splits over chunks of its arguments, for chunked execution
     # (lossengine.integrations.dask): "elements" (any chunking: each element's loss depends on that
     # element only), "rows" (along the leading axis only; the first argument's axis 1, classes, is
-    # reduced), "feature-rows" (along the leading axis; the last axis, features, is reduced), or None
-    # (it does not split).
+    # reduced), "feature-rows" (along the leading axis; the last axis, features, is reduced),
+    # "parameter-rows" ("feature-rows" for the arguments not named in the class's ``shared_arguments``,
+    # which go whole to every chunk and whose gradients are summed over the chunks), or None (it does
+    # not split).
     decomposes: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -4,7 +4,8 @@ size_average/reduce), returning the forward value.
 One function per built-in loss, generated from its class's declaration
 (lossengine.declaration.make_functional): ``mse_loss(input, target, reduction='mean')`` is
 ``MSELoss(reduction=reduction)(input, target)``. Where torch's function takes more than its class
-(l1_loss, mse_loss and huber_loss take ``weight`` since torch 2.13) the function is written out below.
+(l1_loss, mse_loss and huber_loss take ``weight`` since torch 2.13), or where an argument is optional
+(linear_cross_entropy's ``bias``), the function is written out below.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from . import _arrays
 from .declaration import make_functional
-from .losses import BUILTIN_LOSSES, HuberLoss, L1Loss, MSELoss
+from .losses import BUILTIN_LOSSES, HuberLoss, L1Loss, LinearCrossEntropyLoss, MSELoss
 
 for _cls in BUILTIN_LOSSES:
     globals()[_cls.name] = make_functional(_cls)
@@ -59,6 +60,15 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     if weight is not None:
         return _weighted(HuberLoss, input, target, reduction, weight, False, delta=delta)
     return HuberLoss(reduction=reduction, delta=delta)(input, target)
+
+
+def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, *, chunk_size=None):
+    """``cross_entropy(linear(input, weight, bias), target, ...)`` without materializing the (N, V)
+    logits: ``LinearCrossEntropyLoss(...)(input, weight, target, bias)``, the forward value."""
+    loss = LinearCrossEntropyLoss(ignore_index=ignore_index, reduction=reduction,
+                                  label_smoothing=label_smoothing, chunk_size=chunk_size)
+    return loss(input, weight, target, bias)
 
 
 # -- activations: to read predictions made for the losses above ------------------------------------

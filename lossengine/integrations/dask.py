@@ -14,6 +14,9 @@ rechunked to the first argument's chunks), the classification and embedding fami
 along the leading axis; the class or feature axis 1 and any trailing axes are made one chunk) and
 losses over rows of embeddings with the features last ("feature-rows": chunks along the leading axis). For "rows" and
 "feature-rows" every argument has one entry per row of the first (no broadcasting across chunks).
+"parameter-rows" (LinearCrossEntropyLoss) is "feature-rows" with parameters: the arguments the class
+names in ``shared_arguments`` (a weight, a bias) go whole to every chunk, and their gradients are the
+sum of the chunks' gradients, added in chunk order.
 Losses that do not split (CTC, plugins that do not declare it) are a TypeError.
 
 How: each chunk runs the loss's fused kernel with reduction='sum' and reports its partial sum and its
@@ -80,6 +83,9 @@ def _aligned(loss: Loss, arrays: tuple) -> tuple[list, str]:
                         f"compute it on NumPy arrays instead")
     if len(arrays) != len(loss.arguments):
         loss._check_arity(arrays)
+    shared = _shared_arguments(loss, kind)
+    if shared:
+        arrays = _without_absent_trailing(arrays)
     for name, a in zip(loss.arguments, arrays):
         # A Dask array's chunks are of its _meta's type (a CuPy-backed array has a CuPy _meta).
         _arrays.require_host_memory(name, getattr(a, "_meta", a) if isinstance(a, da.Array) else a)
@@ -99,6 +105,9 @@ def _aligned(loss: Loss, arrays: tuple) -> tuple[list, str]:
             rows = first.chunks[0]
             aligned = [first]
             for name, a in zip(loss.arguments[1:], xs[1:]):
+                if name in shared:
+                    aligned.append(a.rechunk(-1))           # whole in every chunk
+                    continue
                 if a.ndim == 0 or a.shape[0] != first.shape[0]:
                     raise ValueError(f"{name} must have one entry per row of {loss.arguments[0]} "
                                      f"({first.shape[0]}), got shape {a.shape}")
@@ -113,7 +122,7 @@ def _blocks(xs: list) -> list[list]:
     shape = grids[0].shape
     out = []
     for index in np.ndindex(*shape):
-        out.append([g[index] if g.shape == shape else g.reshape(-1)[index[0]] for g in grids])
+        out.append([g[index] if g.shape == shape else g.reshape(-1)[index[0] if g.size > 1 else 0] for g in grids])
     return out
 
 
@@ -127,6 +136,27 @@ def _with_reduction(loss: Loss, reduction: str) -> Loss:
 # block: one rule, kept on the Loss (base.py) so wrap's output shapes follow it too.
 _KINDS = DECOMPOSITION_AXES
 _loss_block_shape = positions_shape
+
+
+def _shared_arguments(loss: Loss, kind: str) -> tuple:
+    """The arguments every chunk receives whole ("parameter-rows": the class's ``shared_arguments``)."""
+    return tuple(getattr(loss, "shared_arguments", ())) if kind == "parameter-rows" else ()
+
+
+def _without_absent_trailing(arrays: tuple) -> tuple:
+    """An optional trailing argument passed as None (a bias) is the same call without it."""
+    while arrays and arrays[-1] is None:
+        arrays = arrays[:-1]
+    return arrays
+
+
+def _sum_blocks(blocks) -> np.ndarray:
+    """A shared argument's gradient: the chunks' gradients added in chunk order (a fixed order, so
+    the bits do not depend on the scheduler)."""
+    total = np.array(blocks[0], copy=True)
+    for block in blocks[1:]:
+        total += block
+    return total
 
 
 def _positions(kind: str, block_shape: tuple) -> int:
@@ -241,8 +271,14 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
                            for b in blocks]
     results = []
     for k, name in enumerate(names):
+        if loss.arguments.index(name) >= len(xs):
+            raise ValueError(f"wrt: {name!r} has no gradient in this call: it was not given")
         arg = xs[loss.arguments.index(name)]
         gdtype = _arrays.result_dtype(np.empty(0, arg.dtype), dtype) if arg.dtype.kind == "f" else dtype
+        if name in _shared_arguments(loss, kind):
+            total = dask.delayed(_sum_blocks)([g[k] for g in grads_per_block])
+            results.append(da.from_delayed(total, shape=arg.shape, dtype=gdtype))
+            continue
         pieces = [da.from_delayed(g[k], shape=s, dtype=gdtype)
                   for g, s in zip(grads_per_block, _block_shapes(arg))]
         results.append(_assemble(pieces, arg, kind))

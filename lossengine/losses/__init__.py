@@ -1,13 +1,14 @@
 """Built-in losses, one module per kernel family. Each family module lists its classes in ``LOSSES``;
 everything else (the registry's built-ins, ``lossengine.__all__``, ``lossengine.functional``, the
 README's loss table) is derived from these lists and the classes' declarations."""
-from . import classification, ctc, elementwise, embedding
+from . import classification, ctc, elementwise, embedding, linear
 from .classification import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
 
-FAMILIES = (elementwise, classification, embedding, ctc)
+FAMILIES = (elementwise, classification, embedding, ctc, linear)
 BUILTIN_LOSSES = tuple(cls for family in FAMILIES for cls in family.LOSSES)
 __all__ = [name for family in FAMILIES for name in family.__all__ if name != "LOSSES"]
 
