@@ -134,7 +134,10 @@ def argument_shape_and_values(cls: type, name: str) -> tuple[str, str]:
 
 # -- the sections ---------------------------------------------------------------------------------
 def option_type(option) -> str:
-    return _KIND_TYPES.get(option.kind, "Any")
+    """The option's Python type as stubs and docstrings write it; ``| None`` where None is its default
+    (an automatic value, such as LinearCrossEntropyLoss's chunk_size)."""
+    kind = _KIND_TYPES.get(option.kind, "Any")
+    return f"{kind} | None" if option.default is None and "None" not in kind and kind != "Any" else kind
 
 
 def args_lines(cls: type) -> list[str]:

@@ -42,7 +42,8 @@ def _parameters(sig: inspect.Signature, types: dict[str, str], leading: str = ""
         if p.kind is inspect.Parameter.KEYWORD_ONLY and not star:
             parts.append("*")
             star = True
-        text = f"{p.name}: {types.get(p.name, 'ArrayLike')}"
+        array = "ArrayLike | None" if p.default is None else "ArrayLike"       # an optional array (bias=None)
+        text = f"{p.name}: {types.get(p.name, array)}"
         parts.append(text if p.default is inspect.Parameter.empty else f"{text} = {_default(p.default)}")
     return ", ".join(parts)
 
@@ -53,7 +54,7 @@ def render_functional() -> str:
              "from lossengine.losses.embedding import Distance", "", f"__all__ = {sorted(functional.__all__)!r}", ""]
     for name in functional.__all__:
         fn = getattr(functional, name)
-        types = {"weight": "ArrayLike | None", "dim": "int", **_option_types(by_name.get(name))}
+        types = {"dim": "int", **_option_types(by_name.get(name))}
         result = "Any" if name in by_name else "np.ndarray"
         lines.append(f"def {name}({_parameters(inspect.signature(fn), types)}) -> {result}: ...")
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from lossengine.losses.embedding import Distance as Distance
 from lossengine.losses.embedding import EuclideanDistance as EuclideanDistance
 from lossengine.losses.embedding import CosineDistance as CosineDistance
 
-__all__ = ['ElementwiseLoss', 'L1Loss', 'MSELoss', 'SmoothL1Loss', 'HuberLoss', 'BCELoss', 'BCEWithLogitsLoss', 'SoftMarginLoss', 'KLDivLoss', 'PoissonNLLLoss', 'GaussianNLLLoss', 'HingeEmbeddingLoss', 'MarginRankingLoss', 'SigmoidFocalLoss', 'PinballLoss', 'HalfPoissonLoss', 'HalfGammaLoss', 'HalfTweedieLoss', 'LogCoshLoss', 'ClassificationLoss', 'NLLLoss2d', 'NLLLoss', 'CrossEntropyLoss', 'MultiMarginLoss', 'MultiLabelMarginLoss', 'MultiLabelSoftMarginLoss', 'SoftmaxFocalLoss', 'Poly1CrossEntropyLoss', 'TverskyLoss', 'DiceLoss', 'EmbeddingLoss', 'Distance', 'EuclideanDistance', 'CosineDistance', 'CosineEmbeddingLoss', 'TripletMarginLoss', 'TripletMarginWithDistanceLoss', 'CTCLoss']
+__all__ = ['ElementwiseLoss', 'L1Loss', 'MSELoss', 'SmoothL1Loss', 'HuberLoss', 'BCELoss', 'BCEWithLogitsLoss', 'SoftMarginLoss', 'KLDivLoss', 'PoissonNLLLoss', 'GaussianNLLLoss', 'HingeEmbeddingLoss', 'MarginRankingLoss', 'SigmoidFocalLoss', 'PinballLoss', 'HalfPoissonLoss', 'HalfGammaLoss', 'HalfTweedieLoss', 'LogCoshLoss', 'ClassificationLoss', 'NLLLoss2d', 'NLLLoss', 'CrossEntropyLoss', 'MultiMarginLoss', 'MultiLabelMarginLoss', 'MultiLabelSoftMarginLoss', 'SoftmaxFocalLoss', 'Poly1CrossEntropyLoss', 'TverskyLoss', 'DiceLoss', 'EmbeddingLoss', 'Distance', 'EuclideanDistance', 'CosineDistance', 'CosineEmbeddingLoss', 'TripletMarginLoss', 'TripletMarginWithDistanceLoss', 'CTCLoss', 'LinearCrossEntropyLoss']
 
 FAMILIES: tuple[ModuleType, ...]
 BUILTIN_LOSSES: tuple[type, ...]
@@ -113,3 +113,6 @@ class TripletMarginWithDistanceLoss(EmbeddingLoss):
 
 class CTCLoss(FusedLoss):
     def __init__(self, blank: int = 0, reduction: str = 'mean', zero_infinity: bool = False, from_logits: bool = False) -> None: ...
+
+class LinearCrossEntropyLoss(FusedLoss):
+    def __init__(self, ignore_index: int = -100, reduction: str = 'mean', label_smoothing: float = 0.0, *, chunk_size: int | None = None) -> None: ...
