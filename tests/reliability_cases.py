@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lossengine.base import Loss
+from lossengine.losses.embedding import TripletMarginLoss
 from lossengine.domains import ClassIndex, domain_of
 
 CLEAN_ERRORS = (ValueError, TypeError, IndexError)
@@ -95,17 +96,8 @@ def _torch_triplet_distance_overflows(case) -> bool:
 KNOWN_DEFECTS: dict[str, tuple[str, Callable[[Case], bool]]] = {
     # torch's distance overflows to inf where lossengine rescales the row (a documented deviation).
     "triplet_distance_finite_where_torch_overflows": (
-        "documented deviation: a triplet row whose powers overflow has torch distance inf (gradient 0 through "
-        "it), or for the cosine distance a norm of inf (cosine 0 or NaN); lossengine's distance is the true, "
-        "finite one (the row rescaled) and its gradient that distance's",
+        "documented deviation: " + TripletMarginLoss.deviations["distance_finite_where_torch_overflows"],
         lambda case: _torch_triplet_distance_overflows(case)),
-    # Found by the torch property once it compared refusals (issue #33).
-    "cross_entropy_0d_input_with_probability_target_is_a_shape_error": (
-        "defect: cross_entropy with a 0-d input and a float (probability) target raises TypeError about the "
-        "target's kind instead of the ValueError a 0-d input gets with an index target (torch: the input has "
-        "no class dimension)",
-        lambda case: case.cls.name == "cross_entropy" and np.ndim(case.arrays[0]) == 0
-        and np.asarray(case.arrays[1]).dtype.kind == "f"),
 }
 
 

@@ -304,8 +304,10 @@ class CrossEntropyLoss(_IndexTargetLoss):
 
     def _layout(self, input, target, dtype):
         t = _target(target)
+        if input.ndim == 0:     # before the target's kind: a 0-d input is refused whatever the target
+            raise ValueError(f"{self.name}: input must have at least 1 dimension (the classes), got a 0-d array")
         if t.dtype.kind == "f":
-            if input.ndim == 0 or t.shape != input.shape:
+            if t.shape != input.shape:
                 raise TypeError(
                     f"target must hold integer class indices, or be class probabilities of the input's "
                     f"shape {input.shape}; got a float target of shape {t.shape}"

@@ -146,6 +146,12 @@ class TripletMarginLoss(EmbeddingLoss):
                real("eps", 1e-6, ge=0.0, examples=(0.0,)), flag("swap"), reduction())
     distance = DISTANCE_PNORM
     # margin 20 in the validator's samples would make every row active; the defaults' mix is fine.
+    # Declared once here, cited by the tests that exclude or show it.
+    deviations = {"distance_finite_where_torch_overflows": (
+        "a row whose powers overflow (|x| near 1e154 and beyond in float64) has torch's distance inf "
+        "(gradient 0 through it), or for the cosine distance a norm of inf (cosine 0 or NaN); lossengine "
+        "rescales the row by its largest |v|, so its distance is the true, finite one and its gradient "
+        "that distance's")}
 
 
 class Distance:
@@ -230,6 +236,7 @@ class TripletMarginWithDistanceLoss(EmbeddingLoss):
     ``distance_function``: None or 'euclidean' (torch.pairwise_distance), 'cosine'
     (1 - cosine_similarity), both compiled, or a ``lossengine.Distance`` instance (NumPy)."""
     name = "triplet_margin_with_distance_loss"
+    deviations = TripletMarginLoss.deviations
     kernel = _embedding.TripletMargin
     arguments = ("anchor", "positive", "negative")
     differentiable = ("anchor", "positive", "negative")
