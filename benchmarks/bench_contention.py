@@ -5,7 +5,7 @@ load started here (one busy process per core but one), interleaved call by call.
     python benchmarks/bench_contention.py --repeat 201 --busy 0    # the same on an idle machine
 
 Every case is forward_backward (value and gradient). For each case the configurations run in turn,
-call by call (default, one thread, the explicit core count), so a burst of outside load hits all of
+call by call in a shuffled order (default, one thread, the explicit core count), so a burst of outside load hits all of
 them alike; medians and p90s are printed, and the default's ratios to one thread (the issue's target:
 at most 1.3x the median and 2x the p90). The busy processes are plain Python spin loops, started
 before the first timed call and ended (by their process ids) when the run stops.
@@ -66,13 +66,16 @@ def _time_one(fn, threads: int | None) -> float:
 def measure(cases: dict, configs: dict, repeat: int) -> dict:
     """{case: {config: [seconds per call]}}, the configurations interleaved call by call."""
     times = {case: {cfg: [] for cfg in configs} for case in cases}
+    # A fresh order every round: a fixed one lets periodic outside load (and the spinning workers an
+    # explicit multi-thread call leaves behind) fall on the same configuration every time.
+    order = np.random.default_rng(26)
     for case, fn in cases.items():
         for threads in configs.values():        # warm-up: pages, thread pools
             for _ in range(3):
                 _time_one(fn, threads)
         for _ in range(repeat):
-            for cfg, threads in configs.items():
-                times[case][cfg].append(_time_one(fn, threads))
+            for cfg in order.permutation(list(configs)):
+                times[case][cfg].append(_time_one(fn, configs[cfg]))
     return times
 
 

@@ -83,12 +83,14 @@ def main(argv=None) -> int:
     times = {(name, one): [] for name in found for one in (False, True)}
     for fn in found.values():                           # warm-up
         fn(calls, args.workers, False)
+    order = np.random.default_rng(26)      # a fresh order every round (periodic outside load)
+    keys = list(times)
     for _ in range(args.repeat):
-        for name, fn in found.items():
-            for one in (False, True):
-                t0 = time.perf_counter()
-                fn(calls, args.workers, one)
-                times[name, one].append(time.perf_counter() - t0)
+        for i in order.permutation(len(keys)):
+            name, one = keys[i]
+            t0 = time.perf_counter()
+            found[name](calls, args.workers, one)
+            times[name, one].append(time.perf_counter() - t0)
     for name in found:
         d, o = np.asarray(times[name, False]) * 1e3, np.asarray(times[name, True]) * 1e3
         print(f"  {name:18} default median {np.median(d):7.1f} ms (p90 {np.percentile(d, 90):7.1f})   "
