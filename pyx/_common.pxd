@@ -7,6 +7,7 @@
 # who computes which block, so any thread count gives the same bits.
 
 from libc.math cimport exp, log, log1p, fabs
+from libc.stdlib cimport free
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_IsValid
 cimport numpy as cnp
@@ -89,6 +90,7 @@ cdef extern from *:
     static int le_omp_thread_num(void) { return 0; }
     #endif
     #define LE_TEAM_MAX 1024
+    #include <stdlib.h>
     #define LE_LATE_S 2e-4
     #define LE_HOLD_MIN_S 0.05
     #define LE_HOLD_MAX_S 1.6
@@ -119,7 +121,7 @@ cdef extern from *:
     /* One thread's record of a region, on a cache line of its own (no false sharing): when its last
        block ended, and its longest and shortest time from one block end (or the region's start) to
        the next. */
-    typedef struct { double last, longest, shortest, pad[5]; } le_slot;
+    typedef struct { double last, longest, shortest; } __attribute__((aligned(64))) le_slot;
 
     static void le_slot_note(le_slot* slot, double t0) {
         double now = le_now(), gap = now - (slot->last > 0.0 ? slot->last : t0);
@@ -157,6 +159,7 @@ cdef extern from *:
     """
     const int LE_OPENMP
     const int LE_TEAM_MAX
+    void* aligned_alloc(size_t alignment, size_t size) noexcept nogil
     ctypedef struct le_slot:
         double last
         double longest
@@ -171,6 +174,10 @@ cdef extern from *:
     double le_hold_until
 
 
+cdef enum:
+    LE_STACK_SLOTS = 64      # teams up to this size keep their records on the stack (4 KB)
+
+
 cdef inline void run_blocks(block_fn fn, void* ctx, Py_ssize_t nblocks, int num_threads,
                             bint parallel) noexcept nogil:
     """fn(ctx, b) for every block b: serially in order when ``parallel`` is false, the call's team
@@ -181,13 +188,19 @@ cdef inline void run_blocks(block_fn fn, void* ctx, Py_ssize_t nblocks, int num_
     cdef int n = le_resolve_threads(num_threads) if parallel and nblocks >= 2 else 1
     cdef int i
     cdef double t0
-    cdef le_slot slots[LE_TEAM_MAX]
+    cdef le_slot on_stack[LE_STACK_SLOTS]
+    cdef le_slot* slots = on_stack
+    if n > LE_TEAM_MAX:
+        n = LE_TEAM_MAX
+    if n > LE_STACK_SLOTS:
+        slots = <le_slot*>aligned_alloc(64, n * sizeof(le_slot))
+        if slots == NULL:        # no memory for the records: the largest team that needs none
+            slots = on_stack
+            n = LE_STACK_SLOTS
     if n <= 1:
         for block in range(nblocks):
             fn(ctx, block)
         return
-    if n > LE_TEAM_MAX:
-        n = LE_TEAM_MAX
     for i in range(n):
         slots[i].last = 0.0
         slots[i].longest = 0.0
@@ -198,6 +211,8 @@ cdef inline void run_blocks(block_fn fn, void* ctx, Py_ssize_t nblocks, int num_
         le_slot_note(&slots[le_omp_thread_num()], t0)
     if num_threads < 0:          # the default count adapts; an explicit one is left alone
         le_note_region(n, slots, le_now())
+    if slots != on_stack:
+        free(slots)
 
 
 cdef inline double log_sigmoid(double x) noexcept nogil:

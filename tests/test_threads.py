@@ -1,5 +1,6 @@
 """Threads: the API, bit-identical results for any thread count, safety under concurrent calls, and
 that the build really has OpenMP."""
+import contextlib
 import os
 import threading
 
@@ -299,3 +300,42 @@ def test_bit_identical_with_more_threads_than_cpus_and_with_the_default(name, dt
         with le.threads(5):
             assert run() == reference
         assert run() == reference
+
+
+# --- The oversubscription hold (pyx/_common.pxd), fed synthetic regions -----------------------------
+
+def test_a_late_thread_holds_the_default_down_and_an_on_time_region_releases_it():
+    """Per-thread records as run_blocks keeps them: last block's end (s from now), longest and
+    shortest time between block ends. The hold lowers the default (-cap) only, never an explicit count."""
+    clean = dict(last=[-1e-5, -2e-5], longest=[3e-5, 3e-5], shortest=[1e-5, 1e-5], end=0.0)
+    late = dict(last=[-0.02, -1e-5], longest=[3e-5, 0.02], shortest=[1e-5, 1e-5], end=0.0)   # thread 1 paused 20 ms
+    absent = dict(last=[-0.02, 0.0], longest=[3e-5, 0.0], shortest=[1e-5, 0.0], end=0.0)     # thread 1 ran no block,
+    # arrived 20 ms after thread 0 had finished them all
+    with threadpoolctl_limits(2):
+        try:
+            _elementwise.note_region(**clean)
+            assert _elementwise.thread_hold()[0] == 0
+            assert _elementwise.resolve_threads(-2) == 2
+            _elementwise.note_region(**late)
+            held, left = _elementwise.thread_hold()
+            assert held == 1 and 0.04 < left <= 0.05
+            assert _elementwise.resolve_threads(-2) == 1          # the default steps down
+            assert _elementwise.resolve_threads(2) == 2           # an explicit count does not
+            _elementwise.note_region(**absent)                     # detected again: the hold doubles
+            held, left = _elementwise.thread_hold()
+            assert held == 1 and 0.09 < left <= 0.1
+        finally:
+            _elementwise.note_region(**clean)
+        assert _elementwise.thread_hold()[0] == 0
+        assert _elementwise.resolve_threads(-2) == 2
+
+
+@contextlib.contextmanager
+def threadpoolctl_limits(n):
+    """The OpenMP runtime's limit at ``n`` for this thread (the hold test needs 2 to see it step down)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(n, user_api="openmp"):
+        if _elementwise.max_threads() != n:
+            pytest.skip("threadpoolctl does not reach this OpenMP runtime")
+        yield
+
