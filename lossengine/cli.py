@@ -43,12 +43,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def build_info() -> dict:
     """What ``lossengine info`` prints, as a dict (also used by the tests)."""
     from . import __version__, _elementwise, _isa
-    from ._threads import get_num_threads
+    from ._threads import get_num_threads, thread_count_source
 
     return {
         "lossengine": __version__,
         "openmp": "on" if _elementwise.openmp_enabled() else "off (serial kernels)",
         "threads": get_num_threads(),
+        "threads from": thread_count_source(),
         "omp_max_threads": _elementwise.max_threads(),
         "compiler": sysconfig.get_config_var("CC"),
         "compile flags": " ".join(_elementwise.compile_flags()),

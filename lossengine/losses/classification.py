@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _classification
-from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
+from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FastPathLoss, losses_defined_in
 from ..declaration import array, integer, real, reduction
 from ..domains import ClassIndex, Interval, LogSimplex, Simplex
@@ -147,7 +147,7 @@ class ClassificationLoss(FastPathLoss):
         mean_over = _MEAN_OVER[self.index_denominator if reduction == "mean" else reduction]
         weights = None if self.weight is None else self._weight_cache
         return self._kernel(kernel).fast(arrays[0], arrays[1], weights, want_grad, mean_over, grad_output, out,
-                                         get_num_threads(), PARALLEL_MIN_ELEMENTS)
+                                         _kernel_threads(), PARALLEL_MIN_ELEMENTS)
 
     def _kernel(self, kernel_class: type):
         """The kernel for these options, built once per instance and kernel class; the options it
@@ -178,7 +178,7 @@ class ClassificationLoss(FastPathLoss):
     def _run(self, lay: _Layout, grads: dict, loss_out, upstream, scale: float) -> float:
         mean_over = _MEAN_OVER[lay.denominator if self.reduction == "mean" else self.reduction]
         value, bad = self._kernel(lay.kernel).run(lay, grads.get("input"), grads.get("target"), loss_out,
-                                                  upstream, scale, mean_over, get_num_threads(),
+                                                  upstream, scale, mean_over, _kernel_threads(),
                                                   PARALLEL_MIN_ELEMENTS)
         if bad >= 0:
             self._raise_bad_target(np.asarray(lay.target), lay, bad)
@@ -190,7 +190,7 @@ class ClassificationLoss(FastPathLoss):
     def _run_hessian(self, lay: _Layout, grad: np.ndarray, hess: np.ndarray) -> None:
         # The unreduced loss ('sum' with grad_output 1): per-element gradient and Hessian diagonal.
         _, bad = self._kernel(lay.kernel).run(lay, grad, None, None, _arrays.one(lay.dtype), 1.0,
-                                              _classification.MEAN_NONE, get_num_threads(),
+                                              _classification.MEAN_NONE, _kernel_threads(),
                                               PARALLEL_MIN_ELEMENTS, hess)
         if bad >= 0:
             self._raise_bad_target(np.asarray(lay.target), lay, bad)

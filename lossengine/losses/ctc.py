@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _arrays
 from .._ctc import CTCKernel
-from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
+from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FORWARD_ONLY, FusedLoss, losses_defined_in
 from ..declaration import Option, reduction
 from ..domains import LogSimplex, domain_of
@@ -146,7 +146,7 @@ class CTCLoss(FusedLoss):
                            per_target_length=mean, log_space=self._log_space)
         total = kernel.run(log_probs=x, targets=targets, input_lengths=input_lengths,
                            target_lengths=target_lengths, grad=grad, nll=nll, upstream=upstream.reshape(-1),
-                           scale=scale, num_threads=get_num_threads(), min_parallel=PARALLEL_MIN_ELEMENTS)
+                           scale=scale, num_threads=_kernel_threads(), min_parallel=PARALLEL_MIN_ELEMENTS)
         value = None
         if want_value:
             if self.reduction == "none":

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _elementwise, _intercept
-from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
+from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FastPathLoss, FusedLoss, losses_defined_in
 from ..declaration import array, flag, real, reduction
 from ..domains import Interval, LogSimplex, Positive, Real, Signs, Simplex
@@ -81,7 +81,7 @@ class ElementwiseLoss(FastPathLoss):
         if extra < 0:
             return None
         result = self._kernel_for_call().fast(arrays, extra, want_grad, reduction == "mean", grad_output, out,
-                                              get_num_threads(), PARALLEL_MIN_ELEMENTS)
+                                              _kernel_threads(), PARALLEL_MIN_ELEMENTS)
         if result is None or result[2]:
             return None
         return arrays[0].dtype.type(result[0]), result[1]
@@ -102,7 +102,7 @@ class ElementwiseLoss(FastPathLoss):
             extra = self._fast_extra_ones()
             if extra >= 0:
                 result = self._kernel_for_call().fast_hessian(arrays, extra, *(out or (None, None)),
-                                                              get_num_threads(), PARALLEL_MIN_ELEMENTS)
+                                                              _kernel_threads(), PARALLEL_MIN_ELEMENTS)
                 if result is not None:
                     if sample_weight is not None:
                         _intercept.weigh(*result, sample_weight)
@@ -136,7 +136,7 @@ class ElementwiseLoss(FastPathLoss):
         slots += [None] * (len(plan.operands) - len(slots))
         total, outside = kernel.run(n, plan.operands, slots, loss_out, upstream,
                                     scale / denominator if denominator else scale,
-                                    get_num_threads(), PARALLEL_MIN_ELEMENTS, hess)
+                                    _kernel_threads(), PARALLEL_MIN_ELEMENTS, hess)
         if outside:
             raise ValueError(self.domain_errors[min(k for k in self.domain_errors if outside >> k & 1)])
         return total / denominator if denominator else (math.nan if n == 0 else total)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _embedding
-from .._threads import PARALLEL_MIN_ELEMENTS, get_num_threads
+from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FusedLoss, Loss, losses_defined_in
 from ..declaration import Option, flag, real, reduction
 from ..domains import Signs
@@ -92,7 +92,7 @@ class EmbeddingLoss(FusedLoss):
         denominator = plan.n if mean and plan.loss_shape else 1
         total = kernel.run(plan.n, plan.D, plan.rows, plan.target, [grads.get(n) for n in self.row_arguments],
                            loss_out, upstream, scale / denominator if denominator else scale,
-                           get_num_threads(), PARALLEL_MIN_ELEMENTS, plan.given[0].ndim == 0)
+                           _kernel_threads(), PARALLEL_MIN_ELEMENTS, plan.given[0].ndim == 0)
         if mean:
             return total / denominator if plan.n else math.nan
         return total
