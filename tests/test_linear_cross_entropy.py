@@ -339,3 +339,29 @@ def test_readme_softmax_layer_example_prints_what_it_claims(capsys):
     reference = F.cross_entropy(F.linear(torch.from_numpy(namespace["H"]), torch.from_numpy(W), torch.from_numpy(b)),
                                 torch.from_numpy(namespace["y"]))
     assert abs(float(namespace["loss"]) - reference.item()) < 1e-5
+
+
+def test_chunk_values_whose_sum_overflows_give_inf_as_torch_does():
+    # Two chunks of one row, each loss 1e308 (finite): their sum is past float64's range. math.fsum
+    # raised OverflowError there (found by the torch property's extreme values); torch gives inf.
+    x = np.ones((2, 1))
+    w = np.array([[-1e308], [0.0]])
+    t = np.array([0, 0])
+    loss = le.LinearCrossEntropyLoss(reduction="sum", chunk_size=1)
+    value, gx = loss.forward_backward(x, w, t)
+    assert value == np.inf
+    assert np.isfinite(gx).all()
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    expected = F.cross_entropy(F.linear(torch.tensor(x), torch.tensor(w)), torch.tensor(t), reduction="sum")
+    assert float(expected) == np.inf
+
+
+def test_jax_wrap_none_is_reverse_mode_only_with_a_clear_error():
+    jax = pytest.importorskip("jax")
+    from lossengine.integrations.jax import wrap
+
+    x, w, t, b = _problem(np.random.default_rng(14), 10, 4, 6, np.float32)
+    f = wrap(le.LinearCrossEntropyLoss(reduction="none"))
+    with pytest.raises(TypeError, match="reverse mode only .*shared by every position"):
+        jax.jvp(lambda x: f(x, w, t, b), (x,), (np.ones_like(x),))

@@ -230,11 +230,23 @@ except ImportError:        # the torch properties then have no parameters (skipp
     _torch = None
 
 
+def _torch_linear_cross_entropy(input, weight, target, bias=None, chunk_size=None, **options):
+    """LinearCrossEntropyLoss's reference as its issue defines it: cross_entropy(linear(...)).
+    (torch 2.13's own F.linear_cross_entropy takes the bias by keyword, as linear_bias, and
+    ignore_index None by default; chunk_size is lossengine's and changes nothing in the value.)"""
+    F = _torch.nn.functional
+    return F.cross_entropy(F.linear(input, weight, bias), target, **options)
+
+
+# Losses whose torch reference is a composition, not one functional of the same name.
+TORCH_COMPOSITIONS = {"linear_cross_entropy": _torch_linear_cross_entropy}
+
+
 def torch_function(cls: type):
     """torch.nn.functional's counterpart of ``cls``, or None."""
     if _torch is None or getattr(cls, "reference", "torch") != "torch":
         return None
-    return getattr(_torch.nn.functional, cls.name, None)
+    return TORCH_COMPOSITIONS.get(cls.name) or getattr(_torch.nn.functional, cls.name, None)
 
 
 # Only losses torch has: a parametrization that always skips would report coverage it does not give.

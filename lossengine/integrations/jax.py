@@ -48,6 +48,10 @@ from jax.custom_derivatives import SymbolicZero
 
 from ..base import DECOMPOSITION_AXES, FusedLoss, Loss
 
+# The decompositions whose 'none' value has a forward-mode derivative here: each position's tangent is
+# a sum of gradient x tangent over the elements it reads (not "parameter-rows": see function()).
+FORWARD_KINDS = ("elements", "rows", "feature-rows")
+
 __all__ = ["wrap", "backend", "describe_backend"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
@@ -450,7 +454,10 @@ class _Wrapped:
         self.value_grads_function.defjvp(self.value_grads_jvp, symbolic_zeros=True)
         self.hessian_function = jax.custom_jvp(self.hessian)
         self.hessian_function.defjvp(self.hessian_jvp)
-        reverse_only = not (self.reduced or self.kind in DECOMPOSITION_AXES)
+        # 'none' through arguments every position shares ("parameter-rows": LinearCrossEntropyLoss's
+        # weight and bias) has per-position tangents only through per-position Jacobians of those
+        # arguments, which lossengine does not form: reverse mode (backward with the cotangent) only.
+        reverse_only = not (self.reduced or self.kind in FORWARD_KINDS)
         if reverse_only:
             core = jax.custom_vjp(self.value)
             core.defvjp(self.vjp_fwd, self.vjp_bwd)
@@ -465,10 +472,13 @@ class _Wrapped:
             except TypeError as exc:
                 # JAX's own words for forward mode through a custom_vjp, said in lossengine's.
                 if reverse_only and "forward-mode autodiff" in str(exc):
+                    why = ("its arguments shared by every position (Loss.decomposes 'parameter-rows') have no "
+                           "per-position derivatives in lossengine" if self.kind == "parameter-rows" else
+                           "it declares no decomposition (Loss.decomposes), so which loss position each element "
+                           "moves is unknown")
                     raise TypeError(
                         f"wrap: {self.title}(reduction='none') is differentiable in reverse mode only (jax.grad, "
-                        f"vjp, jacrev): it declares no decomposition (Loss.decomposes), so which loss position "
-                        f"each element moves is unknown; for jvp, jacfwd or hessian use reduction='sum' or 'mean'"
+                        f"vjp, jacrev): {why}; for jvp, jacfwd or hessian use reduction='sum' or 'mean'"
                     ) from None
                 raise
 

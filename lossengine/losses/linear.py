@@ -256,7 +256,10 @@ class LinearCrossEntropyLoss(FusedLoss):
             gw.fill(0)
         if gb is not None:
             gb[...] = b_sum
-        total = math.fsum(partials)
+        try:
+            total = math.fsum(partials)
+        except (OverflowError, ValueError):     # partials past the float range (inf, or inf - inf)
+            total = float(np.sum(partials))     # what IEEE addition gives: inf or NaN, as torch's sum
         if self.reduction != "mean":
             return total
         return total / denom if denom else math.nan
