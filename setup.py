@@ -98,9 +98,14 @@ class BuildExt(build_ext):
                 family = ext.name.rpartition(".")[2]
                 for variant, _ in ISA_VARIANTS:
                     name = f"lossengine._variants.{variant}.{family}"
-                    stale = Path(self.get_ext_fullpath(name))
-                    if name not in built and stale.exists():
-                        stale.unlink()
+                    if name in built:
+                        continue
+                    # Both copies: the build folder's, and the source tree's that an in-place build
+                    # made earlier (setuptools builds in the build folder with inplace off, then
+                    # copies, so get_ext_fullpath names only the former here).
+                    for stale in (Path(self.get_ext_fullpath(name)), HERE / self.get_ext_filename(name)):
+                        if stale.exists():
+                            stale.unlink()
         if not self.parallel:
             self.parallel = os.cpu_count() or 1
         super().build_extensions()

@@ -20,12 +20,12 @@ def test_importing_lossengine_imports_neither_jax_nor_dask():
 def test_info_lists_the_integrations():
     from lossengine import integrations
     versions = integrations.available()
-    assert set(versions) == {"jax", "dask"}
+    assert set(versions) == {"jax", "dask", "xgboost", "lightgbm", "catboost"}     # every integration's library
     out = subprocess.run([sys.executable, "-m", "lossengine", "info"], capture_output=True, text=True, cwd="/",
                          env={"PYTHONPATH": str(__import__("pathlib").Path(le.__file__).parents[1])})
     assert out.returncode == 0, out.stderr
     for name, version in versions.items():
-        assert f"{name}:" in out.stdout and (version or "not installed") in out.stdout
+        assert f"{name + ':':18}{version or 'not installed'} (lossengine.integrations.{name})" in out.stdout
 
 
 def test_gpu_arrays_are_refused_with_a_cpu_message():

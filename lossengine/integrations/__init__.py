@@ -7,7 +7,7 @@ imports them or their libraries."""
 import importlib.metadata as _metadata
 
 #: integration module -> the distribution it needs
-REQUIRES = {"jax": "jax", "dask": "dask"}
+REQUIRES = {"jax": "jax", "dask": "dask", "xgboost": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost"}
 
 
 def available() -> dict[str, str | None]:
