@@ -9,8 +9,8 @@ dispatch targets; lossengine/_isa.py loads the best variant the running CPU supp
 not tied to the build machine. LOSSENGINE_ISA_VARIANTS=none builds the baseline only (a comma list
 picks some). glibc's libmvec vector math is used when the probe finds it. Set
 LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
-LOSSENGINE_SANITIZE=address,undefined builds the kernels with those sanitizers (tests/README-style
-command to run under them: .ci/sanitize, described in docs/reliability.md).
+LOSSENGINE_SANITIZE=address,undefined builds the kernels with those sanitizers (the command
+that runs the tests under them: .ci/sanitize, described in docs/reliability.md).
 """
 import os
 import re

@@ -616,7 +616,7 @@ def losses_defined_in(namespace: dict) -> tuple[type, ...]:
     their own registry ``name`` (an alias such as NLLLoss2d, which inherits one, is not a second
     entry). A family module ends with ``LOSSES = losses_defined_in(globals())``, so a new built-in
     loss is its class and nothing else; the registry, ``lossengine.__all__``, ``functional`` and the
-    README's table follow from ``LOSSES``."""
+    loss table in docs/losses-at-a-glance.md follow from ``LOSSES``."""
     module = namespace["__name__"]
     return tuple(value for value in namespace.values()
                  if isinstance(value, type) and issubclass(value, Loss) and value.__module__ == module

@@ -323,15 +323,15 @@ def test_cross_entropy_row_kernel_may_write_its_gradient_over_its_input(dtype, l
     np.testing.assert_array_equal(in_place, separate)
 
 
-def test_readme_softmax_layer_example_prints_what_it_claims(capsys):
+def test_docs_softmax_layer_example_prints_what_it_claims(capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    example = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    page = (Path(__file__).resolve().parent.parent / "docs" / "linear-cross-entropy.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S)
                    if "le.LinearCrossEntropyLoss()" in b)
     namespace = {}
-    exec(compile(example, "README LinearCrossEntropyLoss example", "exec"), namespace)
+    exec(compile(example, "docs/linear-cross-entropy.md example", "exec"), namespace)
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert printed == re.search(r"# (loss [0-9.]+, accuracy [0-9.]+)", example).group(1)
     # The loss it prints is torch's for the same layer (the last step's, before its update).

@@ -1,6 +1,6 @@
 """Built-in losses, one module per kernel family. Each family module lists its classes in ``LOSSES``;
 everything else (the registry's built-ins, ``lossengine.__all__``, ``lossengine.functional``, the
-README's loss table) is derived from these lists and the classes' declarations."""
+loss table in docs/losses-at-a-glance.md) is derived from these lists and the classes' declarations."""
 from . import classification, ctc, elementwise, embedding, linear
 from .classification import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
@@ -25,7 +25,7 @@ def _describe(option) -> str:
 
 
 def loss_table_markdown() -> str:
-    """The README's table of built-in losses, from their declarations."""
+    """The table of built-in losses (docs/losses-at-a-glance.md), from their declarations."""
     from ..declaration import declared_options
 
     rows = ["| class (registry key) | options | differentiable |", "|---|---|---|"]
