@@ -200,7 +200,9 @@ def class_digest(cls: type, h, seen: set | None = None) -> None:
 
 def code_identity(loss_class: type, extra_files: list[str]) -> str | None:
     """The digest of what runs when ``loss_class`` is called (see the module's docstring), None
-    when there is none (a class defined inside a function) or a file cannot be read."""
+    when there is none (a class defined inside a function), a file cannot be read or a code object
+    cannot be serialized (code rewritten at import, as a coverage or fuzzing tool's instrumentation
+    leaves it): then nothing is cached, and the loss is validated afresh."""
     if "<locals>" in getattr(loss_class, "__qualname__", "<locals>"):
         return None
     digest = hashlib.sha256(f"{sys.version}\0{loss_class.__module__}\0{loss_class.__qualname__}".encode())
@@ -209,7 +211,10 @@ def code_identity(loss_class: type, extra_files: list[str]) -> str | None:
         if klass is object:
             continue
         digest.update(f"\0mro {klass.__module__}.{klass.__qualname__}\0".encode())
-        class_digest(klass, digest)
+        try:
+            class_digest(klass, digest)
+        except ValueError:      # marshal: "unmarshallable object" in an instrumented code object
+            return None
         files.update(module_files(klass.__module__) or ())
     try:
         for path in sorted(files):

@@ -2,6 +2,7 @@
 that the build really has OpenMP."""
 import contextlib
 import os
+import tempfile
 import threading
 
 import numpy as np
@@ -140,7 +141,9 @@ import warnings  # noqa: E402
 
 from lossengine import _elementwise, _threads  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+# Where the lossengine under test lives (a checkout built in place, or site-packages when installed):
+# a child Python must import that one, never an unbuilt source folder.
+ROOT = Path(le.__file__).resolve().parents[1]
 
 
 def test_default_follows_threadpoolctl_and_an_explicit_count_still_wins():
@@ -234,7 +237,7 @@ def test_import_with_a_non_ascii_omp_num_threads_warns_once_and_uses_the_default
     env = dict(os.environ, OMP_NUM_THREADS="²", PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-W", "always", "-c",
                            "import lossengine as le; print(le.get_num_threads())"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("is not a positive integer in ASCII digits") == 1, done.stderr
     assert int(done.stdout) >= 1

@@ -280,3 +280,20 @@ def test_the_kernels_isa_variant_is_part_of_the_key(plugin, monkeypatch):
     assert key is not None
     monkeypatch.setitem(_isa.chosen, "_elementwise", ("some_other_variant", "forced by a test"))
     assert validation._cache_key(plugin.CachedSquared) not in (None, key)
+
+
+def test_code_that_cannot_be_serialized_gets_no_key_and_is_validated_afresh():
+    # A fuzzing or coverage tool's instrumentation rewrites code objects with constants marshal
+    # cannot serialize: keying such a class raised ValueError out of the registry (the fuzz harness
+    # under atheris died on it). Now it has no key: nothing is cached for it.
+    import lossengine as le
+
+    def forward(self, *arrays):
+        return 0.0
+
+    forward.__code__ = forward.__code__.replace(co_consts=forward.__code__.co_consts + (object(),))
+    cls = type("Instrumented", (le.Loss,), {"name": "instrumented_loss", "forward": forward,
+                                           "__module__": __name__, "__qualname__": "Instrumented"})
+    with pytest.raises(ValueError, match="unmarshallable"):
+        __import__("marshal").dumps(forward.__code__)
+    assert validation._cache_key(cls) is None
