@@ -147,3 +147,49 @@ def test_new_plugin_kinds_are_exclusive(tmp_path, capsys):
         main(["new-plugin", "both", "--compiled", "--rowwise", "--dir", str(tmp_path)])
     assert exit_.value.code == 2     # argparse's usage error
     assert "--rowwise: not allowed with argument --compiled" in capsys.readouterr().err
+
+
+REJECTED_PLUGIN = '''
+import lossengine as le
+
+
+class WrongSquared(le.NumpyElementwiseLoss):
+    """(x - y)^2 with a gradient 3 (x - y): the validator rejects it."""
+    name = "cli_wrong_squared_loss"
+
+    def element_loss(self, x, y):
+        return (x - y) ** 2
+
+    def element_partials(self, x, y):
+        return 3 * (x - y), -3 * (x - y)
+
+
+@le.hookimpl
+def lossengine_register_losses(register):
+    register(WrongSquared)
+'''
+
+
+def test_a_rejected_plugin_warns_once_and_only_where_plugins_are_loaded(tmp_path):
+    # Issue #30: an installed rejected plugin made every command print its PluginLoadWarning, even
+    # `lossengine check` of an unrelated built-in. Plugins now load on first need only: checking a
+    # built-in loads none, and a command that lists them warns once.
+    (tmp_path / "cli_wrong_plugin.py").write_text(REJECTED_PLUGIN)
+    info = tmp_path / "cli_wrong_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cli-wrong-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lossengine]\ncli_wrong = cli_wrong_plugin\n")
+    (info / "RECORD").write_text("cli_wrong_plugin.py,,\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+           "LOSSENGINE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "lossengine", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=300)
+
+    checked = cli("check", "mse_loss")
+    assert checked.returncode == 0 and "mse_loss: ok" in checked.stdout
+    assert "PluginLoadWarning" not in checked.stderr
+    listed = cli("list")
+    assert listed.stderr.count("PluginLoadWarning") == 1, listed.stderr
+    assert "cli_wrong_squared_loss" in listed.stderr and "rejected by the validator" in listed.stdout
