@@ -65,11 +65,17 @@ def sample_weight_array(sample_weight: Any, n: int) -> np.ndarray:
     return w
 
 
-def weigh(grad: np.ndarray, hess: np.ndarray, sample_weight: Any) -> None:
-    """Multiply each sample's gradient and Hessian by its weight, in place (the arrays are the
-    caller's own results: gradient_hessian's fresh arrays or its ``out``)."""
-    n = grad.shape[0] if grad.ndim else 1
-    w = sample_weight_array(sample_weight, n).astype(grad.dtype, copy=False)
+def samples(shape: tuple) -> int:
+    """How many samples (weights) an input of ``shape`` holds: its leading axis, 1 for a 0-d input."""
+    return shape[0] if len(shape) else 1
+
+
+def weigh(grad: np.ndarray, hess: np.ndarray, w: np.ndarray) -> None:
+    """Multiply each sample's gradient and Hessian by its weight ``w`` (already checked: one finite
+    real per sample, as ``sample_weight_array`` or the boosting adapters return it), in place (the
+    arrays are the caller's own results: gradient_hessian's fresh arrays or its ``out``)."""
+    n = samples(grad.shape)
+    w = np.asarray(w).astype(grad.dtype, copy=False)
     w = w.reshape((n,) + (1,) * (grad.ndim - 1)) if grad.ndim else w.reshape(())
     grad *= w
     hess *= w

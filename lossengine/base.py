@@ -515,11 +515,13 @@ class FusedLoss(Loss):
             self._check_arity(arrays)
         plan = self._plan(arrays)
         shape = self._hessian_shape(plan)
+        # The weights are checked before anything is written (out= is left as it was on a bad weight).
+        w = None if sample_weight is None else _intercept.sample_weight_array(sample_weight, _intercept.samples(shape))
         if out is None:
             grad, hess = np.empty(shape, plan.dtype), np.empty(shape, plan.dtype)
             self._run_hessian(plan, grad, hess)
-            if sample_weight is not None:
-                _intercept.weigh(grad, hess, sample_weight)
+            if w is not None:
+                _intercept.weigh(grad, hess, w)
             return grad, hess
         reads = _reads(self, arrays)
         if isinstance(sample_weight, np.ndarray):
@@ -529,8 +531,8 @@ class FusedLoss(Loss):
         # a copy of the result, as backward's out does.
         direct = [o if _writable_in_place(o) else np.empty(shape, plan.dtype) for o in outs]
         self._run_hessian(plan, *direct)
-        if sample_weight is not None:
-            _intercept.weigh(*direct, sample_weight)
+        if w is not None:
+            _intercept.weigh(*direct, w)
         for o, result in zip(outs, direct):
             if result is not o:
                 np.copyto(o, result)

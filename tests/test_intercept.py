@@ -257,3 +257,21 @@ def test_fit_intercept_only_refuses_bad_input():
         le.NLLLoss().fit_intercept_only(np.array([0, 1]))
     with pytest.raises(TypeError, match="n_classes is for class-index targets"):
         le.MSELoss().fit_intercept_only(y, n_classes=3)
+
+
+@pytest.mark.parametrize("loss", [le.MSELoss(), le.CrossEntropyLoss()], ids=["elementwise", "classification"])
+def test_bad_sample_weights_are_refused_before_out_is_written(loss):
+    # The weights are checked before the kernel runs: a refused call leaves the caller's out= as it was.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4))
+    target = rng.standard_normal((6, 4)) if isinstance(loss, le.MSELoss) else rng.integers(0, 4, 6)
+    out = (np.full((6, 4), 7.0), np.full((6, 4), 7.0))
+    for bad, match in ((np.ones(5), r"shape \(6,\)"), (np.array([1.0, np.nan, 1, 1, 1, 1]), "finite")):
+        with pytest.raises(ValueError, match=match):
+            loss.gradient_hessian(x, target, out=out, sample_weight=bad)
+        assert (out[0] == 7.0).all() and (out[1] == 7.0).all()
+    w = rng.uniform(0.5, 2.0, 6)
+    g, h = loss.gradient_hessian(x, target, sample_weight=w)
+    g1, h1 = loss.gradient_hessian(x, target)
+    np.testing.assert_array_equal(g, g1 * w[:, None])
+    np.testing.assert_array_equal(h, h1 * w[:, None])

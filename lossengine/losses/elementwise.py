@@ -104,8 +104,9 @@ class ElementwiseLoss(FastPathLoss):
                 result = self._kernel_for_call().fast_hessian(arrays, extra, *(out or (None, None)),
                                                               _kernel_threads(), PARALLEL_MIN_ELEMENTS)
                 if result is not None:
-                    if sample_weight is not None:
-                        _intercept.weigh(*result, sample_weight)
+                    if sample_weight is not None:     # out is None here: the results are fresh arrays
+                        _intercept.weigh(*result, _intercept.sample_weight_array(
+                            sample_weight, _intercept.samples(result[0].shape)))
                     return result
         return super().gradient_hessian(*arrays, out=out, sample_weight=sample_weight)
 
