@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lossengine import bench
+from lossengine.bench import cases as bench_cases, formulas, peers
 
 # Where the lossengine under test lives (this checkout built in place, or site-packages when
 # installed): a child Python must import that one, never an unbuilt source folder.
@@ -153,7 +154,7 @@ def test_every_peer_at_a_tiny_size(tmp_path):
     proc = run_bench(*quick("--sizes", "300", "--json", str(out)))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    installed = [p for p in bench.PEERS if bench._installed(p) is None]
+    installed = [p for p in bench.PEERS if peers.installed(p) is None]
     assert sorted(report["peers"]) == sorted(bench.PEERS)
     for case in report["cases"]:
         assert "error" not in case
@@ -181,13 +182,13 @@ def test_plot_without_matplotlib_is_a_one_line_error(tmp_path):
 
 # -- in-process: the run's guarantees ------------------------------------------------------------------
 def test_a_peer_that_disagrees_is_skipped_not_timed():
-    wrong = bench.Case("mse_loss", bench._pair(bench._normal, bench._normal), sizes=(50,), torch=None,
-                       numpy=bench._numpy(lambda o, x, y: (bench._mse_np(o, x, y)[0] * 1.01, bench._mse_np(o, x, y)[1])))
+    wrong = bench.Case("mse_loss", bench_cases._pair(bench_cases._normal, bench_cases._normal), sizes=(50,), torch=None,
+                       numpy=peers.numpy_peer(lambda o, x, y: (formulas.mse_np(o, x, y)[0] * 1.01, formulas.mse_np(o, x, y)[1])))
     p = bench.prepare(wrong, (50,), np.float64, peers=("numpy",))
     assert "numpy" not in p.engines
     assert p.skipped["numpy"].startswith("disagrees with lossengine")
-    half = bench.Case("mse_loss", bench._pair(bench._normal, bench._normal), sizes=(50,),
-                      numpy=bench._numpy(lambda o, x, y: (bench._mse_np(o, x, y)[0], bench._mse_np(o, x, y)[1] / 2)))
+    half = bench.Case("mse_loss", bench_cases._pair(bench_cases._normal, bench_cases._normal), sizes=(50,),
+                      numpy=peers.numpy_peer(lambda o, x, y: (formulas.mse_np(o, x, y)[0], formulas.mse_np(o, x, y)[1] / 2)))
     p = bench.prepare(half, (50,), np.float64, peers=("numpy",))
     assert p.skipped["numpy"].startswith("disagrees with lossengine (gradient")
 
@@ -198,7 +199,7 @@ def test_sklearn_half_losses_are_compared_with_their_factor():
     for dtype in (np.float32, np.float64):
         p = bench.prepare(case, (1000,), dtype, peers=("sklearn",))
         assert "sklearn" in p.engines, p.skipped
-    unscaled = bench.Case("mse_loss", case.inputs, sklearn=bench._sklearn(bench._sklearn_loss("HalfSquaredError")))
+    unscaled = bench.Case("mse_loss", case.inputs, sklearn=peers.sklearn_peer(peers.sklearn_loss("HalfSquaredError")))
     assert "disagrees" in bench.prepare(unscaled, (1000,), np.float64, peers=("sklearn",)).skipped["sklearn"]
 
 
@@ -217,7 +218,7 @@ def test_jax_float64_mode_is_enabled_for_the_run_only():
 
 def test_unregistered_cases_are_skipped_with_a_note(monkeypatch):
     future = bench.Case("future_margin_loss", sizes=(10,))
-    monkeypatch.setattr(bench, "CASES", bench.CASES + [future])
+    monkeypatch.setattr(bench_cases, "CASES", bench_cases.CASES + [future])
     cases, notes = bench.select_cases([])
     assert future not in cases
     assert "future_margin_loss: not registered in this build, skipped" in notes
