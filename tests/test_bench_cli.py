@@ -287,3 +287,61 @@ def test_output_paths_are_checked_before_the_run_and_left_as_found(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert "--plot: cannot write" in proc.stderr
     assert not target.exists()      # the writability probe of --json removed the file it created
+
+
+def test_roofline_counts_bytes_and_compares_with_a_plus_b(tmp_path):
+    out = tmp_path / "b.json"
+    # KLDivLoss has no declared case: the bytes are counted from whatever arrays its case makes
+    proc = run_bench("mse_loss", "KLDivLoss", *quick("--sizes", "3000", "--compare", "numpy", "--threads", "2",
+                                                     "--roofline", "--json", str(out)))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["roofline"]["threads"] == 2
+    for row in report["cases"]:
+        read = sum(np.prod(a["shape"], dtype=int) * np.dtype(a["dtype"]).itemsize for a in row["inputs"])
+        gradient = np.prod(row["shape"], dtype=int) * 4          # float32 input gradient, written once
+        r = row["roofline"]
+        assert r["read"] == read and r["written"] == gradient + 4 and r["total"] == read + gradient + 4
+        assert row["out"] is True                              # gradients into arrays allocated once
+        # the reference: a + b -> c over (about) the same bytes, both thread counts timed in the run
+        assert set(row["results"]) >= {"a+b->c (1 thread)", "a+b->c (2 threads)"}
+        assert abs(r["reference"]["bytes"] - r["total"]) <= 12
+        ref = row["results"][r["reference"]["engine"]]["median"]
+        assert ref == min(row["results"][e]["median"] for e in ("a+b->c (1 thread)", "a+b->c (2 threads)"))
+        assert r["bandwidth"] == pytest.approx(r["total"] / row["results"]["lossengine"]["median"])
+        assert r["fraction"] == pytest.approx(r["bandwidth"] / (r["reference"]["bytes"] / ref))
+        # the reference is not a peer (KLDivLoss has no NumPy peer: no fastest peer at all)
+        assert row.get("fastest_peer") == ("numpy" if row["loss"] == "mse_loss" else None)
+    assert "bytes/call" in proc.stdout and "of a+b->c" in proc.stdout and "MSELoss" in proc.stdout
+
+
+def test_bytes_moved_counts_every_input_and_every_gradient():
+    from lossengine.bench import roofline
+
+    case = next(c for c in bench.CASES if c.loss == "triplet_margin_loss" and c.wrt == "all")
+    p = bench.prepare(case, (64, 8), np.float64, peers=())
+    moved = roofline.bytes_moved(p.arrays, p.result)
+    assert len(p.result[1]) == 3
+    assert moved == {"read": 3 * 64 * 8 * 8, "written": 3 * 64 * 8 * 8 + 8, "total": 6 * 64 * 8 * 8 + 8}
+
+
+def test_cases_with_every_gradient_agree_with_their_peers():
+    pytest.importorskip("torch")
+    for case in (c for c in bench.CASES if c.wrt == "all"):
+        p = bench.prepare(case, (32, 16), np.float64, peers=("torch",))
+        assert "torch" in p.engines, (case.label, p.skipped)
+        assert isinstance(p.result[1], tuple) and len(p.result[1]) == len(case.gradient_positions())
+    lone = next(c for c in bench.CASES if c.loss == "triplet_margin_loss" and c.wrt == "all")
+    wrong = bench.Case(lone.loss, lone.inputs, sizes=lone.sizes, wrt="all",
+                       numpy=peers.numpy_peer(lambda o, a, p_, n: (0.0, (a, a))))
+    p = bench.prepare(wrong, (8, 4), np.float64, peers=("numpy",))
+    assert p.skipped["numpy"].startswith("disagrees with lossengine")
+
+
+def test_import_lossengine_does_not_import_the_bench_or_its_peers():
+    code = ("import sys, lossengine; "
+            "print(sorted(m for m in ('lossengine.bench', 'torch', 'jax', 'sklearn') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -88,8 +88,8 @@ def format_report(report: dict, notes: Sequence[str] = (), markdown: bool = Fals
                    f"(> 1: the case is faster)")
     if "roofline" in report:
         out.append(f"roofline: bytes/call = every input read + every output written, once; GB/s = bytes / "
-                   f"lossengine's median; a+b->c GB/s = {report['roofline']['reference']} over the same "
-                   "bytes, timed in the same run; of a+b->c = the ratio of the two (near 1: bandwidth-bound)")
+                   f"lossengine's median; a+b->c GB/s = {report['roofline']['reference']}, over the "
+                   "same bytes in the same run; of a+b->c = the ratio of the two (near 1: bandwidth-bound)")
     out += ["", format_table(report, markdown)]
     out += ["", "inputs (N, C: as in the size column):"] + [f"  {label}: {text}" for label, text in _input_shapes(report)]
     if report["geomean_ratio"]:

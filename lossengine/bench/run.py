@@ -223,6 +223,6 @@ def run_benchmarks(cases: Sequence[Case], sizes: Sequence | None = None, dtype: 
     if any(case.wrt for case, _ in plan):
         report["what"] += " (every differentiable argument's gradient in the cases labelled 'wrt all')"
     if roofline:
-        report["roofline"] = {"reference": f"a + b -> c, NumPy np.add: 1 thread, and {threads} threads over "
-                                           "contiguous slices; the faster", "threads": threads}
+        report["roofline"] = {"reference": f"the faster of NumPy's np.add(a, b, out=c) on 1 thread and on "
+                                           f"{threads} threads (one contiguous slice each)", "threads": threads}
     return report
