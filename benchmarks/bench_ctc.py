@@ -1,27 +1,29 @@
 """CTCLoss forward_backward vs torch forward+backward and optax.ctc_loss under jit(value_and_grad),
-float32, reduction 'mean', at the issue's two sizes.
+float32, reduction 'mean', at the issue's two sizes: the case table's ctc_loss case (lossengine/bench/
+cases.py, peers checked against lossengine before timing) with this script's inputs and two more
+lossengine engines.
 
+    python benchmarks/bench_ctc.py            # the docs' table (medians, one interleaved run)
     pytest benchmarks/bench_ctc.py --benchmark-enable --benchmark-group-by=param:case
-    python benchmarks/bench_ctc.py            # the README table (medians, one interleaved run)
 
 Engines: ``lossengine`` (log_probs in, the default rescaled probability-space recursions),
-``lossengine-logits`` (from_logits=True: log_softmax inside, gradient wrt the logits, as optax),
-``lossengine-logspace`` (the same loss with the log-space recursions forced on every sample: the
-measurement behind the kernel's choice), ``torch`` (F.ctc_loss on log_probs, then backward) and
+``from_logits=True`` (log_softmax inside, gradient wrt the logits: the case the peers are checked
+against), ``log space forced`` (the default loss with the log-space recursions forced on every sample:
+the measurement behind the kernel's choice), ``torch`` (F.ctc_loss on log_probs, autograd.grad) and
 ``jax`` (optax.ctc_loss on the same values as logits: log_softmax of log-probabilities is the
-identity, so it computes the same loss). Compare rows measured in the same run; peers that are not
-installed are skipped.
+identity, so it computes the same loss). Peers that are not installed are skipped.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import lossengine as le
-from lossengine.bench import interleaved_medians
 
 CASES = [(100, 16, 30, 30), (400, 32, 60, 80)]     # T, N, C, S
-ENGINES = ("lossengine", "lossengine-logits", "lossengine-logspace", "torch", "jax")
+EXTRA = ("lossengine", "log space forced")          # beside the case's own engines
 
 
 def inputs(T: int, N: int, C: int, S: int):
@@ -37,87 +39,54 @@ def inputs(T: int, N: int, C: int, S: int):
     return log_probs, targets, input_lengths, target_lengths
 
 
-def make(engine: str, log_probs, targets, input_lengths, target_lengths):
-    """A zero-argument callable computing the mean CTC loss and its gradient, or None when the
-    peer is not installed."""
-    args = (log_probs, targets, input_lengths, target_lengths)
-    if engine.startswith("lossengine"):
-        loss = le.CTCLoss(from_logits=engine == "lossengine-logits")
-        loss._log_space = engine == "lossengine-logspace"
-        return lambda: loss.forward_backward(*args)
-    if engine == "torch":
-        try:
-            import torch
-        except ImportError:
-            return None
-        lp, tg = torch.from_numpy(log_probs), torch.from_numpy(targets)
-        il, tl = torch.from_numpy(input_lengths), torch.from_numpy(target_lengths)
+def prepared(case):
+    """The table's ctc_loss case (from_logits=True) on these inputs, its peers checked, with the
+    default loss and the log-space one added as engines (checked against each other)."""
+    from lossengine.bench import CASES as TABLE, prepare
 
-        def run():
-            x = lp.detach().requires_grad_()
-            value = torch.nn.functional.ctc_loss(x, tg, il, tl)
-            value.backward()
-            return value, x.grad
-        return run
-    if engine == "jax":
-        try:
-            import jax
-            import jax.numpy as jnp
-            import optax
-        except ImportError:
-            return None
-        T, N, _ = log_probs.shape
-        S = targets.shape[1]
-        logits = jnp.asarray(np.ascontiguousarray(log_probs.transpose(1, 0, 2)))     # (N, T, C)
-        logit_paddings = jnp.asarray((np.arange(T)[None, :] >= input_lengths[:, None]).astype(np.float32))
-        labels = jnp.asarray(targets.astype(np.int32))
-        label_paddings = jnp.asarray((np.arange(S)[None, :] >= target_lengths[:, None]).astype(np.float32))
-        lengths = jnp.asarray(np.maximum(target_lengths, 1).astype(np.float32))
-
-        def objective(x):      # torch's 'mean': per-sample loss / target length, averaged
-            per_seq = optax.ctc_loss(x, logit_paddings, labels, label_paddings, blank_id=0)
-            return jnp.mean(per_seq / lengths)
-        fn = jax.jit(jax.value_and_grad(objective))
-        return lambda: jax.block_until_ready(fn(logits))
-    raise ValueError(engine)
+    T, N, C, S = case
+    table_case = next(c for c in TABLE if c.loss == "ctc_loss")
+    p = prepare(replace(table_case, inputs=lambda rng, shape, dtype: inputs(T, N, C, S)), (T, N, C), np.float32,
+                peers=("torch", "jax"))
+    assert p.error is None, p.error
+    p.engines["from_logits=True"] = p.engines.pop("lossengine")
+    default, log_space = le.CTCLoss(), le.CTCLoss()
+    log_space._log_space = True
+    p.engines["lossengine"] = lambda: default.forward_backward(*p.arrays)
+    p.engines["log space forced"] = lambda: log_space.forward_backward(*p.arrays)
+    for a, b in zip(p.engines["lossengine"](), p.engines["log space forced"]()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    p.first.update({name: None for name in EXTRA})
+    return p
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"T{t}-N{n}-C{c}-S{s}" for t, n, c, s in CASES])
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", EXTRA + ("from_logits=True", "torch", "jax"))
 def test_ctc_forward_backward(benchmark, case, engine):
-    fn = make(engine, *inputs(*case))
-    if fn is None:
-        pytest.skip(f"{engine} not installed")
-    fn()
-    benchmark(fn)
+    p = prepared(case)
+    if engine not in p.engines:
+        pytest.skip(f"{engine}: {p.skipped.get(engine)}")
+    benchmark(p.engines[engine])
 
 
-def figures(cases=CASES, engines=ENGINES) -> list[dict]:
-    """Median seconds per engine for each size, measured in one run, interleaved."""
-    rows = []
-    for case in cases:
-        arrays = inputs(*case)
-        callables = {e: make(e, *arrays) for e in engines}
-        medians = interleaved_medians({e: fn for e, fn in callables.items() if fn is not None},
-                                      repeat=60 if case[0] * case[1] <= 2000 else 15)
-        rows.append({"case": case, **{e: medians.get(e) for e in engines}})
-    return rows
+def main() -> None:
+    from lossengine.bench import measure
+    from lossengine.bench.report import fmt_seconds, table
 
-
-def format_figures(rows: list[dict], engines=ENGINES) -> str:
-    def fmt(s):
-        return "-" if s is None else (f"{s * 1e6:.0f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms")
-    peers = [e for e in engines if not e.startswith("lossengine")]
-    lines = ["| T, N, C, S | " + " | ".join(engines) + " | fastest peer / lossengine |",
-             "|---|" + "---|" * len(engines) + "---|"]
-    for row in rows:
-        times = [row[e] for e in peers if row[e] is not None]
-        ratio = f"{min(times) / row['lossengine']:.2f}x" if times else "-"
-        lines.append(f"| {', '.join(map(str, row['case']))} | " + " | ".join(fmt(row[e]) for e in engines)
-                     + f" | {ratio} |")
-    return "\n".join(lines)
+    print(f"threads: {le.get_num_threads()}")
+    engines = ("lossengine", "from_logits=True", "log space forced", "torch", "jax")
+    rows, skipped = [], {}
+    for case in CASES:
+        p = prepared(case)
+        skipped.update(p.skipped)
+        medians = {e: r["median"] for e, r in measure(p, repeat=60 if case[0] * case[1] <= 2000 else 15)["results"].items()}
+        peers = [medians[e] for e in ("torch", "jax") if e in medians]
+        rows.append([", ".join(map(str, case))] + [fmt_seconds(medians[e]) if e in medians else "-" for e in engines]
+                    + [f"{min(peers) / medians['lossengine']:.2f}x" if peers else "-"])
+    print(table(["T, N, C, S", *engines, "fastest peer / lossengine"], rows, markdown=True))
+    for peer, why in skipped.items():
+        print(f"{peer}: {why}")
 
 
 if __name__ == "__main__":
-    print(f"threads: {le.get_num_threads()}")
-    print(format_figures(figures()))
+    main()
