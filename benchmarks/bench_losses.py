@@ -1,5 +1,5 @@
 """pytest-benchmark: every loss's forward_backward against each installed peer, from the case table of
-``lossengine bench`` (lossengine/bench.py ``CASES``; a registered loss without a declared case runs
+``lossengine bench`` (lossengine/bench/cases.py ``CASES``; a registered loss without a declared case runs
 against torch on its tiled sample inputs), float32, at each case's default sizes.
 
     pytest benchmarks/bench_losses.py --benchmark-enable --benchmark-group-by=param:case

@@ -52,8 +52,8 @@ def _scores_and_labels(rng, shape, dtype):
 
 
 def _ctc_inputs(rng, shape, dtype):
-    """(T, N, C): log-probabilities, padded targets of up to S = T // 4 labels, lengths in [T/2, T]
-    and [S/2, S] (as benchmarks/bench_ctc.py)."""
+    """(T, N, C): log-probabilities, padded targets of up to S = (T - 1) // 4 labels, target lengths
+    in [S/2, S], input lengths between what each target needs and T (CTCLoss's own sample draw)."""
     from ..losses.ctc import CTCLoss
 
     T, N, C = max(1, shape[0]), shape[1], max(3, shape[2])

@@ -39,8 +39,8 @@ value) once, from the arrays' sizes, so it works for any loss, a plugin's too; l
 its gradients into arrays allocated once (out=), so no page faults of fresh allocations are timed.
 GB/s = bytes / lossengine's median. The reference is a + b -> c over the same bytes (two reads, one
 write), timed beside the case in the same interleaved run: NumPy's np.add(a, b, out=c) on one thread,
-and split into one contiguous slice per thread over a pool of --threads Python threads (NumPy
-releases the GIL inside the ufunc); the faster of the two counts. "of a+b->c" = the case's GB/s / the
+and split into one contiguous slice per thread over a pool of as many Python threads as lossengine
+uses (--threads; NumPy releases the GIL inside the ufunc); the faster of the two counts. "of a+b->c" = the case's GB/s / the
 reference's: near 1, the call is bandwidth-bound; well below 1, compute-bound. Meaningful for arrays
 larger than the last-level cache (1e6 elements and up). The same figures go in --json ("roofline"
 per case)."""
