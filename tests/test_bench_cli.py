@@ -345,3 +345,22 @@ def test_import_lossengine_does_not_import_the_bench_or_its_peers():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_loss_without_out_is_timed_allocating_and_said_so(monkeypatch):
+    import lossengine as le
+    from lossengine.bench import run
+
+    class NoOut(le.MSELoss):
+        def forward_backward(self, *arrays, wrt=None):
+            return super().forward_backward(*arrays, wrt=wrt)
+
+    monkeypatch.setattr(run, "loss_class", lambda name: NoOut)
+    case = next(c for c in bench.CASES if c.loss == "mse_loss")
+    p = bench.prepare(case, (100,), np.float64, peers=(), out=True)
+    assert p.error is None and p.out is False
+    assert "timed without it" in p.skipped["out="]
+    assert p.engines["lossengine"]()[1].shape == (100,)
+    monkeypatch.undo()
+    plain = bench.prepare(case, (100,), np.float64, peers=(), out=True)    # the real MSELoss takes out=
+    assert plain.out is True and "out=" not in plain.skipped

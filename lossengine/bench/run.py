@@ -86,14 +86,17 @@ def prepare(case: Case, shape: tuple, dtype: Any = np.float32, peers: Sequence[s
     prepared = Prepared(case, arrays, engines, {}, {})
     try:
         reference, prepared.first["lossengine"] = timed(engines["lossengine"])
-        if out or case.sklearn is not None:
-            gradients = _out_like(reference[1])
-            engines["lossengine"] = lambda: loss.forward_backward(*arrays, wrt=wrt, out=gradients)
-            reference, prepared.first["lossengine"] = timed(engines["lossengine"])
-            prepared.out = True
     except Exception as exc:  # a loss that cannot take these inputs: say so, keep going
         prepared.error = f"lossengine: {type(exc).__name__}: {exc}"
         return prepared
+    if out or case.sklearn is not None:
+        gradients = _out_like(reference[1])
+        with_out = lambda: loss.forward_backward(*arrays, wrt=wrt, out=gradients)  # noqa: E731
+        try:
+            reference, prepared.first["lossengine"] = timed(with_out)
+            engines["lossengine"], prepared.out = with_out, True
+        except Exception as exc:  # a plugin's forward_backward without out=: timed allocating, said so
+            prepared.skipped["out="] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}; timed without it"
     prepared.result = reference
     for peer in peers:
         why = installed(peer)
