@@ -63,9 +63,11 @@ def test_golden(k, dtype):
         _close({"value": value, "grad": grad, "hess": hess}[what], data[what], dtype, f"{case['cls']} {what}")
 
 
+_REFERENCE_MODULE = {"sklearn": "sklearn", "torchvision": "torch", "formula": "torch"}
+
+
 def _have(reference: str) -> bool:
-    module = {"sklearn": "sklearn", "torchvision": "torch", "formula": "torch"}[reference]
-    return importlib.util.find_spec(module) is not None
+    return importlib.util.find_spec(_REFERENCE_MODULE[reference]) is not None
 
 
 def test_every_non_torch_elementwise_loss_has_golden_data():
@@ -76,12 +78,24 @@ def test_every_non_torch_elementwise_loss_has_golden_data():
 @pytest.mark.parametrize("k", range(len(gold.CASES)), ids=[f"{c}-{o}" for c, o, _ in gold.CASES])
 def test_live_reference(k):
     cls, options, ref = gold.CASES[k]
-    pytest.importorskip({"sklearn": "sklearn", "torchvision": "torch", "formula": "torch"}[ref])
+    pytest.importorskip(_REFERENCE_MODULE[ref])
     rng = np.random.default_rng(100 + k)
     x, y = gold.inputs(cls, 100 + k)
     expected = gold.reference(cls, options, ref, x, y)
     for what, a, e in zip(("value", "grad", "hess"), _ours(cls, options, x, y), expected):
         _close(a, e, "float64", f"{cls} {what}")
+
+
+@pytest.mark.parametrize("cls", gold.NON_TORCH, ids=lambda c: c.__name__)
+def test_generator_serves_a_loss_from_its_declaration_alone(cls):
+    """The generator's route for a loss it has no picked inputs or listed cases for: inputs from the
+    declared domains, the configurations the validator checks, the reference the class declares."""
+    pytest.importorskip(_REFERENCE_MODULE[cls.reference])
+    for k, options in enumerate(le.validation._option_sets(cls)):
+        x, y = gold.domain_inputs(cls.__name__, np.random.default_rng(200 + k))
+        expected = gold.reference(cls.__name__, options, cls.reference, x, y)
+        for what, a, e in zip(("value", "grad", "hess"), _ours(cls.__name__, options, x, y), expected):
+            _close(a, e, "float64", f"{cls.__name__} {options} {what}")
 
 
 def test_focal_target_gradient_matches_torch_autograd():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -437,3 +438,110 @@ def test_concurrent_calls_from_python_threads():
         got = list(pool.map(lambda xt: loss.forward_backward(*xt), inputs * 3))
     for (v, g), (ev, eg) in zip(got, itertools.cycle(expected)):
         assert v == ev and np.array_equal(g, eg)
+
+
+# -- extreme and non-finite values, as torch 2.13 computes them -------------------------------------
+def test_multi_margin_weight_near_the_float_maximum_stays_finite():
+    # z = margin - x_t + x_j = 0.1 on both other classes; p = 2: d/dx_j = 2 z (g / C) w[t]
+    x, t = np.array([[0.95, 0.05, 0.05]]), np.array([0])
+    grad = le.MultiMarginLoss(p=2, weight=np.array([1e308, 1.0, 1.0])).backward(x, t, grad_output=10.0)
+    z = 1.0 - 0.95 + 0.05
+    np.testing.assert_allclose(grad[0, 1:], 2 * z * (10.0 / 3) * 1e308, rtol=1e-12)
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("unused_weight", [np.nan, math.inf, 1e308])
+def test_cross_entropy_unused_class_weight_does_not_leak(unused_weight):
+    x, t = np.zeros((2, 3)), np.array([2, 2])
+    weight = np.array([unused_weight, 1e308 if unused_weight == 1e308 else 1.0, 1.0])
+    value, grad = le.CrossEntropyLoss(weight=weight).forward_backward(x, t)
+    assert value == pytest.approx(math.log(3.0), rel=1e-15)
+    np.testing.assert_allclose(grad, [[1 / 6, 1 / 6, -1 / 3]] * 2, rtol=1e-14)
+
+
+def test_multi_margin_nan_weight_of_unused_class_does_not_leak():
+    x, t = np.array([[0.0, 0.0, 5.0]] * 2), np.array([2, 2])
+    grad = le.MultiMarginLoss(weight=np.array([np.nan, 1.0, 1.0])).backward(x, t)
+    np.testing.assert_array_equal(grad, np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("loss, x, t", [
+    (le.MultiMarginLoss(), np.array([[5.0, 0.2, 0.3]]), np.array([0])),
+    (le.MultiLabelMarginLoss(), np.array([[5.0, 0.2, 0.3]]), np.array([[0, -1, 0]])),
+])
+def test_margin_losses_nan_grad_output_reaches_every_class(loss, x, t):
+    # torch computes the row's gradient for grad_output 1 and multiplies by grad_output last
+    assert np.isnan(loss.backward(x, t, grad_output=np.nan)).all()
+
+
+@pytest.mark.parametrize("x, t", [([[0.1, 0.2]], [[-np.inf, 1.0]]), ([[3.0, 1.0, 0.0]], [[-np.inf, 0.2, 0.3]])],
+                         ids=["two classes", "on the max logit"])
+def test_cross_entropy_minus_inf_probability_target_is_minus_inf_as_torch(x, t):
+    # torch 2.13: -sum_c t_c log p_c with t = -inf on a class whose log p < 0 is -inf; the gradient is
+    # NaN there and -inf on the other classes (log_softmax's backward: inf - p * inf). On the max logit,
+    # lossengine once factored out t_sum * log s - sum_c t_c (x_c - m): -inf * (x_max - m) = -inf * 0 = NaN.
+    value, grad = le.CrossEntropyLoss().forward_backward(np.array(x), np.array(t))
+    assert value == -np.inf
+    assert np.isnan(grad[0, 0]) and (grad[0, 1:] == -np.inf).all(), grad
+
+
+def test_cross_entropy_probability_target_sum_overflow_matches_torch():
+    # Shrunk from test_equal_to_torch_where_torch_is_finite_on_extreme_values. torch 2.13:
+    # loss -sum_c t_c log p_c = 2 * 1e308 * log 2 / 2 = 6.93e307 ('mean' over 2 rows) and a zero
+    # input gradient (log_softmax's backward gets g = -t / 2 already scaled); lossengine summed
+    # t_sum = 2e308 = inf first, so the value was inf and the first row's gradient inf.
+    x = np.zeros((2, 2))
+    t = np.array([[1e308, 1e308], [0.5, 0.5]])
+    value, grad = le.CrossEntropyLoss().forward_backward(x, t)
+    assert value == pytest.approx(1e308 * np.log(2) + 0.5 * np.log(2), rel=1e-12)
+    np.testing.assert_array_equal(grad, np.zeros((2, 2)))
+
+
+def test_cross_entropy_weighted_probability_target_near_max_double_is_finite():
+    # Shrunk by hypothesis's "dev" profile from test_equal_to_torch_where_torch_is_finite_on_extreme_values.
+    # torch 2.13 computes -(log_softmax(x) * t * w) and autograd takes that product apart as
+    # ((g / N) w) t: with t = 1e308 and w = 2 every factor stays finite. lossengine formed
+    # w t = 2e308 = inf first (value and gradient inf/NaN). Expected values: torch 2.13.
+    x = np.zeros((2, 4))
+    x[0, 3] = np.log(4.5)                          # p_3 = 0.6: log p_3 * t * w stays below 1.8e308
+    t = np.full((2, 4), 0.25)
+    t[0] = [0.0, 0.0, 0.0, 1e308]
+    value, grad = le.CrossEntropyLoss(weight=np.array([0.25, 0.5, 1.0, 2.0])).forward_backward(x, t)
+    assert value == pytest.approx(5.108256237659906e307, rel=1e-12)
+    np.testing.assert_allclose(grad[0], [1.3333333333333332e307] * 3 + [-3.999999999999999e307], rtol=1e-12)
+    np.testing.assert_allclose(grad[1], [0.0859375, 0.0546875, -0.0078125, -0.1328125], rtol=1e-12)
+
+
+def test_multi_margin_weighted_terms_near_max_double_sum_finite():
+    # Shrunk by hypothesis's "dev" profile from test_equal_to_torch_where_torch_is_finite_on_extreme_values.
+    # torch 2.13 weights each hinge term before summing (h *= weight[target]): four terms of 1e308
+    # under a weight of 0.25 sum to 1e308, / C = 2e307. lossengine summed the terms first
+    # (4e308 = inf), then weighted. Expected values: torch 2.13.
+    x = np.zeros((1, 5))
+    x[0, 0] = -1e308
+    value, grad = le.MultiMarginLoss(weight=np.array([0.25, 1.0, 1.0, 1.0, 1.5])).forward_backward(x, np.array([0]))
+    assert value == pytest.approx(2e307, rel=1e-12)
+    np.testing.assert_allclose(grad, [[-0.2, 0.05, 0.05, 0.05, 0.05]], rtol=1e-12)
+
+
+def test_multi_margin_p2_gradient_near_max_double_is_finite():
+    # Shrunk from test_equal_to_torch_where_torch_is_finite_on_extreme_values. torch 2.13: the
+    # value is inf (z^2 overflows) but the gradient 2 (1 + 1e308) / 15 = 1.3333e307 is finite.
+    x = np.zeros((3, 5))
+    x[0, 1] = 1e308
+    g = le.MultiMarginLoss(p=2).backward(x, np.zeros(3, np.int64))
+    assert g[0, 1] == pytest.approx(1e308 / 15 * 2, rel=1e-12)
+    assert g[0, 0] == pytest.approx(-1e308 / 15 * 2, rel=1e-12)
+
+
+# -- empty inputs: the README's promises -------------------------------------------------------------
+@pytest.mark.parametrize("loss, target", [
+    (le.CrossEntropyLoss(label_smoothing=0.5, reduction="sum"), np.zeros(0, np.int64)),
+    (le.CrossEntropyLoss(), np.zeros((0, 0))),
+    (le.MultiMarginLoss(), np.zeros(0, np.int64)),
+    (le.MultiLabelMarginLoss(), np.zeros((0, 0), np.int64)),
+    (le.MultiLabelSoftMarginLoss(), np.zeros((0, 0))),
+])
+def test_zero_size_class_axis_is_refused_even_without_rows(loss, target):
+    with pytest.raises(ValueError, match="input must have at least one class"):
+        loss(np.zeros((0, 0)), target)

@@ -398,3 +398,56 @@ def test_matches_live_torch(seed):
         tol = tolerances(dtype)
         np.testing.assert_allclose(value, expected.detach().numpy(), **tol)
         np.testing.assert_allclose(through_log_softmax(grad, lp), through_log_softmax(x.grad.numpy(), lp), **tol)
+
+
+# -- from_logits: each frame shifted by its max before the log-sum-exp ------------------------------
+def _ctc_case():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 2, 5))
+    return logits, np.array([[1, 2], [3, 3]]), np.array([6, 6]), np.array([2, 2])
+
+
+@pytest.mark.parametrize("offset", [1e8, 1e16, 1e300, -1e300])
+def test_ctc_from_logits_is_exact_at_any_offset(offset):
+    logits, targets, input_lengths, target_lengths = _ctc_case()
+    shifted = logits + offset               # the input as rounded; its rows' differences are exact
+    exact = shifted - shifted.max(axis=-1, keepdims=True)
+    loss = le.CTCLoss(from_logits=True, reduction="none")
+    value, grad = loss.forward_backward(shifted, targets, input_lengths, target_lengths)
+    expected_value, expected_grad = loss.forward_backward(exact, targets, input_lengths, target_lengths)
+    # The old fold of max + log-sum-exp into one shift: 1e-9 relative at 1e8, 15% at 1e16, a negative
+    # loss at 1e300.
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(grad, expected_grad)
+    assert np.all(value > 0)
+
+
+def test_ctc_from_logits_matches_torch_at_a_large_offset():
+    torch = pytest.importorskip("torch")
+    logits, targets, input_lengths, target_lengths = _ctc_case()
+    shifted = logits + 1e16
+    x = torch.tensor(shifted, dtype=torch.float64, requires_grad=True)
+    expected = torch.nn.functional.ctc_loss(x.log_softmax(-1), torch.tensor(targets), torch.tensor(input_lengths),
+                                            torch.tensor(target_lengths), reduction="sum")
+    expected.backward()
+    value, grad = le.CTCLoss(from_logits=True, reduction="sum").forward_backward(
+        shifted, targets, input_lengths, target_lengths)
+    np.testing.assert_allclose(value, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# -- a NaN sample -----------------------------------------------------------------------------------
+def test_ctc_gradient_of_a_nan_sample_is_nan_not_uninitialized_memory():
+    # Shrunk from test_layouts_bit_identical_to_contiguous (the Fortran copy received other bytes
+    # of freed memory than the C-contiguous call). torch 2.13: loss NaN for sample 0 and a NaN
+    # gradient on its rows; the other samples are unaffected.
+    log_probs, targets, input_lengths, target_lengths = le.CTCLoss.sample_inputs(np.random.default_rng(0), np.float64)
+    log_probs = np.array(log_probs)
+    log_probs[0, 0, 0] = np.nan
+    clean = le.CTCLoss(reduction="none").backward(np.where(np.isnan(log_probs), -1.0, log_probs), targets,
+                                                  input_lengths, target_lengths)
+    np.random.default_rng(1).standard_normal(10 ** 5)   # churn the heap so np.empty returns used memory
+    g = le.CTCLoss(reduction="none").backward(log_probs, targets, input_lengths, target_lengths)
+    T0 = int(input_lengths[0])
+    assert np.isnan(g[:T0, 0]).all(), g[:T0, 0]
+    np.testing.assert_array_equal(g[:, 1:], clean[:, 1:])

@@ -174,3 +174,11 @@ def test_functional_exports_functions_only():
     assert {cls.name for cls in BUILTIN_LOSSES} <= set(exported)
     assert all(_inspect.isfunction(getattr(le.functional, n)) for n in exported)
     assert callable(le.functional.np.asarray) and le.functional.HuberLoss is le.HuberLoss  # still reachable
+
+
+def test_public_callables_have_docstrings():
+    for cls in (le.MSELoss, le.CrossEntropyLoss, le.CTCLoss):
+        for method in ("forward", "backward", "forward_backward"):
+            assert getattr(cls, method).__doc__, f"{cls.__name__}.{method}"
+    for name in le.functional.__all__:
+        assert getattr(le.functional, name).__doc__, name

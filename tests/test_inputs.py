@@ -296,3 +296,63 @@ def test_functional_weight_matches_torch():
             ours = getattr(le.functional, name)(X, Y, weight=w, reduction=reduction)
             theirs = getattr(F, name)(t[0], t[1], weight=t[2], reduction=reduction).numpy()
             np.testing.assert_allclose(ours, theirs, rtol=1e-12, err_msg=f"{name} {reduction}")
+
+
+# -- huge Python ints: a ValueError naming the argument ---------------------------------------------
+@pytest.mark.parametrize("name", [cls.name for cls in BUILTIN_LOSSES])
+def test_grad_output_huge_int_is_value_error(name):
+    # Shrunk by hypothesis from test_result_or_clean_error_and_inputs_unmodified, for every built-in loss.
+    cls = le.registry.get(name)
+    arrays = cls.sample_inputs(np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match="grad_output must fit in a double"):
+        cls().backward(*arrays, grad_output=10 ** 400)
+
+
+@pytest.mark.parametrize("cls, option", [(le.SmoothL1Loss, "beta"), (le.HuberLoss, "delta"),
+                                         (le.PoissonNLLLoss, "eps"), (le.GaussianNLLLoss, "eps"),
+                                         (le.CrossEntropyLoss, "label_smoothing"),
+                                         (le.HingeEmbeddingLoss, "margin"), (le.MultiMarginLoss, "margin"),
+                                         (le.CTCLoss, "blank")])
+def test_huge_int_option_is_a_value_error_naming_it(cls, option):
+    with pytest.raises(ValueError, match=option):
+        cls(**{option: 10**400})
+
+
+# -- error messages that say what torch would do ----------------------------------------------------
+@pytest.mark.parametrize("target_shape, torch_does", [((3, 5), "they do not broadcast either"),
+                                                      ((4,), "torch would broadcast them")])
+def test_shape_mismatch_message_states_what_torch_does(target_shape, torch_does):
+    with pytest.raises(ValueError) as info:
+        le.MSELoss()(np.zeros((3, 4)), np.zeros(target_shape))
+    message = str(info.value)
+    assert f"target has shape {target_shape}" in message and "input has shape (3, 4)" in message
+    assert torch_does in message
+
+
+def test_bce_outside_unit_interval_suggests_logits():
+    with pytest.raises(ValueError, match="did you pass logits\\? BCEWithLogitsLoss takes them"):
+        le.BCELoss()(np.array([2.0, -1.0]), np.array([1.0, 0.0]))
+
+
+# -- layouts of a NumPy plugin's inputs -------------------------------------------------------------
+def test_numpy_plugin_value_is_bit_identical_for_a_fortran_input():
+    # Shrunk from test_layouts_bit_identical_to_contiguous[cauchy_loss]: NumpyElementwiseLoss's work
+    # copies kept the caller's memory order, and NumPy's pairwise sum follows memory order, so a
+    # Fortran input's 'mean' differed from the C-contiguous one's in the last bit.
+    class HalfSquare(le.NumpyElementwiseLoss):
+        name = "half_square_layout_probe"
+        arguments = ("input", "target")
+
+        def element_loss(self, x, t):
+            return 0.5 * (x - t) ** 2
+
+        def element_partials(self, x, t):
+            return (x - t,)
+
+    for shape in [(4, 5), (37, 19), (257, 129)]:   # each differed in the last bit before the fix
+        rng = np.random.default_rng(0)
+        x, t = rng.standard_normal(shape), rng.standard_normal(shape)
+        fx, ft = np.asfortranarray(x), np.asfortranarray(t)
+        for reduction in ("mean", "sum"):
+            crit = HalfSquare(reduction=reduction)
+            assert crit(fx, ft).tobytes() == crit(x, t).tobytes(), (shape, reduction)

@@ -361,3 +361,21 @@ def test_dask_refuses_what_does_not_split(dask_modules):
         __cuda_array_interface__ = {"shape": (4, 3), "typestr": "<f8", "data": (0, False), "version": 3}
     with pytest.raises(TypeError, match="target is a GPU array.*runs on the CPU"):
         led.forward(le.MSELoss(), da.zeros((4, 3)), FakeCuda())
+
+
+# -- Dask: a zero 'mean' denominator is NaN, as in memory -------------------------------------------
+@pytest.mark.parametrize("case", ["every target ignored", "empty"])
+def test_dask_zero_denominator_gives_what_memory_gives(case):
+    da = pytest.importorskip("dask.array")
+    from lossengine.integrations import dask as le_dask
+    if case == "empty":
+        loss, arrays, chunks = le.MSELoss(), (np.zeros(0), np.zeros(0)), (1, 1)
+    else:
+        loss = le.CrossEntropyLoss()
+        arrays, chunks = (np.random.default_rng(0).standard_normal((6, 3)), np.full(6, -100)), ((3, 3), 3)
+    lazy = [da.from_array(a, chunks=c) for a, c in zip(arrays, chunks)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = le_dask.forward(loss, *lazy).compute()
+        grad = le_dask.backward(loss, *lazy).compute()
+        assert np.isnan(value) and np.isnan(loss(*arrays))
+        np.testing.assert_array_equal(grad, loss.backward(*arrays))

@@ -1,10 +1,11 @@
 """The kernels' ISA variants (lossengine/_isa.py, setup.py): each built variant the CPU runs gives
 the baseline's numbers, is the one `lossengine info` names, and a variant the CPU lacks is never
-loaded."""
+loaded; under each, PoissonNLL's gradient is the same bits whichever arguments ``wrt`` selects."""
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,36 @@ def test_forcing_a_variant_the_cpu_lacks_warns_and_loads_nothing(monkeypatch):
         _isa.load_kernels("lossengine")
     assert all(sys.modules[f"lossengine.{f}"] is m for f, m in before.items())
     assert le.MSELoss()(np.ones(3), np.zeros(3)) == 1.0
+
+
+# -- PoissonNLL: wrt selections bit for bit, under every variant this machine runs ------------------
+POISSON_PROBE = r"""
+import json, numpy as np, lossengine as le
+rng = np.random.default_rng(1)
+mismatches = []
+for options in ({}, {"full": True}, {"log_input": False}):
+    for reduction in ("mean", "sum", "none"):
+        loss = le.PoissonNLLLoss(reduction=reduction, **options)
+        for n in (1, 2, 3, 5, 15, 37):
+            for dtype in (np.float64, np.float32):
+                x = (rng.random(n) + 0.1).astype(dtype)
+                y = (rng.random(n) * 3).astype(dtype)
+                alone = loss.backward(x, y, wrt="input")
+                both = loss.backward(x, y, wrt=("input", "target"))[0]
+                if not np.array_equal(alone, both):
+                    mismatches.append([options, reduction, n, np.dtype(dtype).name])
+print(json.dumps(mismatches))
+"""
+
+
+@pytest.mark.parametrize("variant", [_isa.BASELINE] + [v for v, _ in _isa.VARIANTS])
+def test_poisson_nll_wrt_selections_agree_bit_for_bit(variant, tmp_path):
+    if variant not in [_isa.BASELINE] + _built_and_runnable():
+        pytest.skip(f"{variant} is not built or this CPU cannot run it")
+    # A fresh process per variant, importing this very lossengine (the installed one, or a build in
+    # place) from a neutral folder, so the unbuilt source tree cannot shadow it.
+    env = dict(os.environ, LOSSENGINE_ISA=variant, PYTHONPATH=str(Path(le.__file__).resolve().parent.parent))
+    done = subprocess.run([sys.executable, "-c", POISSON_PROBE], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

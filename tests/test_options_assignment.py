@@ -1,4 +1,4 @@
-"""The option rule (issue #25): an option assigned after construction is parsed as the constructor
+"""Options assigned after construction: an assigned option is parsed as the constructor
 parses it and rebuilds every cache derived from the options. Over every built-in loss, every
 declared option: each example (and each check_options configuration) assigned to a loss that has
 already run gives a fresh instance's numbers in both dtypes; an invalid value is refused, naming the

@@ -119,7 +119,7 @@ def test_plugin_written_to_the_contract_gets_out_from_the_base_class():
     np.testing.assert_array_equal(b, [-1.0, -4.0])
 
 
-# -- the overlap rule (issue #25): no output shares memory with anything the call reads ------------
+# -- the overlap rule: no output shares memory with anything the call reads -----------------------
 HESSIAN_LOSSES = [n for n in LOSSES if getattr(le.registry.get(n)(), "has_hessian", False)]
 
 

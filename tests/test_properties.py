@@ -18,7 +18,7 @@ of the run), and fails below MIN_COMPARED of those drawn; closeness is tests/_to
 
 Profiles: "ci" (the default, bounded: the file runs in about a minute on 2 cores) and "dev"
 (``HYPOTHESIS_PROFILE=dev pytest tests/test_properties.py``: 20x the examples, no deadline).
-Every failure hypothesis shrinks is committed as a plain test in tests/test_reliability_regressions.py.
+Every failure hypothesis shrinks is committed as a plain test in its subject's test file.
 Cases of a known defect or deviation are skipped through ``reliability_cases.KNOWN_DEFECTS``, by
 name; each entry has its strict xfail here (test_<name>), so the entry goes once the library changes.
 """
@@ -518,7 +518,7 @@ def test_triplet_distance_finite_where_torch_overflows(options):
     # properties' torch comparison; le.TripletMarginLoss.deviations["distance_finite_where_torch_overflows"]
     # is the same declaration (TripletMarginWithDistanceLoss's default distance is its p-norm).
     # The deviation shown against torch (the positive test of lossengine's finite distance is
-    # tests/test_reliability_regressions.py's rescaling tests): a row whose squares overflow.
+    # tests/test_embedding.py's rescaling tests): a row whose squares overflow.
     if _torch is None:
         pytest.skip("the deviation is shown against torch")
     rows = [np.array([[1e308, 1.0, 2.0]]), np.array([[1.0, 2.0, 3.0]]), np.array([[3e307, -1.0, 1.0]])]

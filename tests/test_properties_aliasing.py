@@ -1,4 +1,5 @@
-"""Property tests (hypothesis) for issue #25's two rules, over every registered loss:
+"""Property tests (hypothesis) for outputs that overlap what a call reads and for options assigned
+after construction, over every registered loss:
 
 - the overlap rule: an ``out=`` / ``value_out=`` array drawn to share memory with an input array,
   ``grad_output``, an array the loss holds (its option arrays) or another output is refused with a

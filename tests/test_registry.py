@@ -455,3 +455,16 @@ def test_cli_list_in_a_subprocess_prints_the_report_once(install):
     assert done.stderr.count("PluginLoadWarning") == 1 and done.stderr.count("\n") == 1
     assert "[gradient_vs_finite_differences]" not in done.stderr
     assert done.stdout.count("BrokenCube: ") == 1           # the report's head line: printed once
+
+
+def test_every_builtin_loss_class_is_listed_by_its_family():
+    """LOSSES is derived (lossengine.base.losses_defined_in): a class declaring a name is served."""
+    import lossengine.losses as L
+
+    for family in L.FAMILIES:
+        declared = [v for v in vars(family).values() if isinstance(v, type) and issubclass(v, le.Loss)
+                    and v.__module__ == family.__name__ and "name" in vars(v)]
+        assert declared and list(family.LOSSES) == declared
+        for cls in declared:
+            assert le.registry.get(cls.name) is cls and hasattr(le.functional, cls.name)
+    assert le.registry.get("nll_loss") is le.NLLLoss        # NLLLoss2d, an alias, is not a second entry

@@ -1,7 +1,7 @@
-"""Issue #32: the verdict is about the code that runs, and nothing around it can fake it -- a print, a
-module in the working folder, a slow or hanging child, a thread at import, a Ctrl-C, another
-plugin's unregister, a distribution calling itself 'lossengine'. Each test installs plugins the way
-pip would (a module and a *.dist-info folder on sys.path) and runs the real validation child."""
+"""Trust in the registry's verdict: it is about the code that runs, and nothing around it can fake
+it -- a print, a module in the working folder, a slow or hanging child, a thread at import, a Ctrl-C,
+another plugin's unregister, a distribution calling itself 'lossengine'. Each test installs plugins
+the way pip would (a module and a *.dist-info folder on sys.path) and runs the real validation child."""
 import os
 import signal
 import subprocess

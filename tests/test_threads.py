@@ -342,3 +342,16 @@ def threadpoolctl_limits(n):
             pytest.skip("threadpoolctl does not reach this OpenMP runtime")
         yield
 
+
+# -- out-of-range thread counts: refused when set, never a crash at call time ----------------------
+@pytest.mark.parametrize("n", [0, 1025, 60000, 100000, 2**31 - 1, 2**31, 2**64])
+def test_thread_count_out_of_range_is_refused_when_set(n):
+    before = le.get_num_threads()
+    with pytest.raises(ValueError, match="number of threads must be between 1 and 1024"):
+        le.set_num_threads(n)
+    with pytest.raises(ValueError, match="number of threads must be between 1 and 1024"):
+        with le.threads(n):
+            pass
+    assert le.get_num_threads() == before
+    x = np.ones(100_000)
+    assert le.MSELoss()(x, x) == 0.0      # the kernel still runs (in parallel) afterwards

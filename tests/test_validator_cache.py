@@ -135,7 +135,7 @@ def test_corrupt_cache_file_is_a_miss(plugin, tmp_path):
     assert json.loads((tmp_path / "cache" / f"{key}.json").read_text())["ok"]
 
 
-# -- issue #32: the cache trusts nothing it finds, and the key is what runs -------------------------
+# -- the cache trusts nothing it finds, and the key is what runs -----------------------------------
 def _store(tmp_path, key, data):
     (tmp_path / "cache").mkdir(mode=0o700, exist_ok=True)
     (tmp_path / "cache" / f"{key}.json").write_text(json.dumps(data))

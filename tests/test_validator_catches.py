@@ -482,7 +482,7 @@ def test_float32_running_sum_caught_at_large_n():
     assert "float64 '" not in str(report)
 
 
-# -- what users pass (issue #32): other layouts, and gradients past a chunk or parallel cutoff --------
+# -- what users pass: other layouts, and gradients past a chunk or parallel cutoff -------------------
 def test_gradient_in_memory_order_is_caught_for_fortran_and_strided_inputs():
     class Bug(Squared):
         def backward(self, input, target, grad_output=1.0, wrt=None):

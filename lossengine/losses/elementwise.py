@@ -50,7 +50,10 @@ class ElementwiseLoss(FastPathLoss):
     operand_options: ClassVar[tuple[str, ...]] = ()
     # ValueError message per operand index when an element lies outside the domain torch accepts.
     domain_errors: ClassVar[dict[int, str]] = {}
-    # The reference the parity suite compares with: "torch" (torch.nn.functional.<name>).
+    # The reference the parity suite compares with: "torch" (torch.nn.functional.<name>); for a loss
+    # torch lacks, "sklearn" (scikit-learn's _loss class of the same name), "torchvision"
+    # (torchvision.ops.<name>) or "formula" (the class's reference_formula): the golden generator
+    # (tests/golden/make_boosting_golden.py) takes it from here.
     reference: ClassVar[str] = "torch"
 
     def _make_kernel(self):
@@ -426,6 +429,16 @@ class LogCoshLoss(ElementwiseLoss):
     kernel = _elementwise.LogCosh
     options = (reduction(), real("scale", 1.0, gt=0.0, examples=(2.0,)))
     reference = "formula"
+
+    @staticmethod
+    def reference_formula(xp, input, target, scale=1.0):
+        """The definition in the array namespace ``xp`` (NumPy or torch), per element: the reference
+        of the parity data (tests/golden/make_boosting_golden.py differentiates it under torch
+        autograd). log(cosh(d)) itself where cosh does not overflow (smooth at d == 0, unlike a form
+        with |d|), its exact asymptote |d| - log 2 beyond (exp(-2 |d|) < 1e-17 there)."""
+        d = input - target
+        small = xp.abs(d) < 20.0
+        return scale * xp.where(small, xp.log(xp.cosh(xp.where(small, d, 0.0))), xp.abs(d) - math.log(2.0))
 
 
 LOSSES = losses_defined_in(globals())      # this module's classes that declare a registry name

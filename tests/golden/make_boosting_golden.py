@@ -1,7 +1,14 @@
 """Generate tests/golden/boosting.npz: reference values, gradients and Hessians of the elementwise
-losses torch does not have, from their references (scikit-learn's ``_loss`` for the half deviances and
-pinball; torchvision's sigmoid_focal_loss formula under torch autograd, double backward for the
-Hessian; log-cosh by its definition log(cosh(d)) under torch autograd).
+losses torch does not have, each from the reference its class declares (``reference``, beside the
+loss's ``name`` in lossengine/losses/elementwise.py), so a new such loss needs no edit here:
+
+- ``"sklearn"``: scikit-learn's ``_loss`` class of the same name, constructed with the loss's options
+  (where scikit-learn approximates the Hessian -- its boosting surrogate -- the loss is piecewise
+  linear there and the true Hessian, 0, is the reference);
+- ``"torchvision"``: ``torchvision.ops.<registry name>`` under torch autograd (double backward for
+  the Hessian), or its verbatim copy below when torchvision is not installed;
+- ``"formula"``: the class's own ``reference_formula(xp, *arrays, **options)`` (its definition in an
+  array namespace), evaluated in torch under autograd.
 
     python tests/golden/make_boosting_golden.py
 
@@ -13,82 +20,135 @@ cases and the reference functions (scikit-learn and torch are imported lazily).
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+import lossengine as le
+from lossengine.declaration import declared_options
+from lossengine.domains import domain_of
+from lossengine.validation import _option_sets
+
 GOLDEN_PATH = Path(__file__).with_name("boosting.npz")
 
-# (class name, options, reference)
-CASES = [
-    ("HalfPoissonLoss", {}, "sklearn"),
-    ("HalfGammaLoss", {}, "sklearn"),
-    ("HalfTweedieLoss", {"power": 1.5}, "sklearn"),
-    ("HalfTweedieLoss", {"power": 0.0}, "sklearn"),
-    ("HalfTweedieLoss", {"power": 1.0}, "sklearn"),
-    ("HalfTweedieLoss", {"power": 2.0}, "sklearn"),
-    ("HalfTweedieLoss", {"power": 3.0}, "sklearn"),
-    ("PinballLoss", {"quantile": 0.5}, "sklearn"),
-    ("PinballLoss", {"quantile": 0.1}, "sklearn"),
-    ("PinballLoss", {"quantile": 0.9}, "sklearn"),
-    ("SigmoidFocalLoss", {}, "torchvision"),
-    ("SigmoidFocalLoss", {"alpha": -1.0, "gamma": 0.0}, "torchvision"),
-    ("SigmoidFocalLoss", {"alpha": 0.75, "gamma": 0.5}, "torchvision"),
-    ("SigmoidFocalLoss", {"alpha": 0.25, "gamma": 1.0}, "torchvision"),
-    ("LogCoshLoss", {}, "formula"),
-    ("LogCoshLoss", {"scale": 2.0}, "formula"),
+# The cases boosting.npz was written with, in its order (case k's inputs come from seed k): (class
+# name, options). Kept so that the data regenerates bit for bit. Every other elementwise loss torch
+# lacks is appended with the configurations the validator checks (the defaults, then each declared
+# option example), so declaring such a loss is enough: regenerate the file.
+_WRITTEN = [
+    ("HalfPoissonLoss", {}),
+    ("HalfGammaLoss", {}),
+    ("HalfTweedieLoss", {"power": 1.5}),
+    ("HalfTweedieLoss", {"power": 0.0}),
+    ("HalfTweedieLoss", {"power": 1.0}),
+    ("HalfTweedieLoss", {"power": 2.0}),
+    ("HalfTweedieLoss", {"power": 3.0}),
+    ("PinballLoss", {"quantile": 0.5}),
+    ("PinballLoss", {"quantile": 0.1}),
+    ("PinballLoss", {"quantile": 0.9}),
+    ("SigmoidFocalLoss", {}),
+    ("SigmoidFocalLoss", {"alpha": -1.0, "gamma": 0.0}),
+    ("SigmoidFocalLoss", {"alpha": 0.75, "gamma": 0.5}),
+    ("SigmoidFocalLoss", {"alpha": 0.25, "gamma": 1.0}),
+    ("LogCoshLoss", {}),
+    ("LogCoshLoss", {"scale": 2.0}),
 ]
+NON_TORCH = [cls for cls in le.losses.elementwise.LOSSES if cls.reference != "torch"]
+# (class name, options, reference)
+CASES = [(name, options, getattr(le, name).reference) for name, options in
+         _WRITTEN + [(cls.__name__, options) for cls in NON_TORCH
+                     if cls.__name__ not in {name for name, _ in _WRITTEN} for options in _option_sets(cls)]]
 
 
-def inputs(cls: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    if cls == "SigmoidFocalLoss":
-        x = np.concatenate([4.0 * rng.standard_normal(40), [-30.0, -5.0, 0.0, 5.0, 30.0]])
-        y = np.concatenate([rng.uniform(0, 1, 20), rng.integers(0, 2, 20), [0.0, 1.0, 1.0, 0.0, 1.0]])
-    elif cls == "PinballLoss":
-        x = rng.standard_normal(45)
-        y = np.where(rng.uniform(size=45) < 0.1, x, x + rng.standard_normal(45))   # ties: y == x
-    elif cls == "LogCoshLoss":
-        y = rng.standard_normal(45)
-        x = y + rng.choice([1e-9, 1e-3, 0.02, 0.3, 3.0, 40.0, 800.0], 45) * rng.standard_normal(45)
-    else:
-        x = 2.0 * rng.standard_normal(45)
-        y = rng.gamma(2.0, 1.0, 45)
-        if cls == "HalfPoissonLoss":
-            y[:5] = 0.0
+def _focal_inputs(rng):         # both saturated ends, soft and hard labels
+    x = np.concatenate([4.0 * rng.standard_normal(40), [-30.0, -5.0, 0.0, 5.0, 30.0]])
+    y = np.concatenate([rng.uniform(0, 1, 20), rng.integers(0, 2, 20), [0.0, 1.0, 1.0, 0.0, 1.0]])
     return x, y
+
+
+def _pinball_inputs(rng):       # ties: y == x
+    x = rng.standard_normal(45)
+    return x, np.where(rng.uniform(size=45) < 0.1, x, x + rng.standard_normal(45))
+
+
+def _log_cosh_inputs(rng):      # differences from 1e-9 to 800: both forms of the formula
+    y = rng.standard_normal(45)
+    return y + rng.choice([1e-9, 1e-3, 0.02, 0.3, 3.0, 40.0, 800.0], 45) * rng.standard_normal(45), y
+
+
+def _deviance_inputs(rng, zero_targets=0):
+    x, y = 2.0 * rng.standard_normal(45), rng.gamma(2.0, 1.0, 45)
+    y[:zero_targets] = 0.0
+    return x, y
+
+
+# Inputs picked for a loss's special points; any other loss draws 45 elements from its declared domains.
+EDGE_INPUTS = {
+    "SigmoidFocalLoss": _focal_inputs,
+    "PinballLoss": _pinball_inputs,
+    "LogCoshLoss": _log_cosh_inputs,
+    "HalfPoissonLoss": lambda rng: _deviance_inputs(rng, zero_targets=5),
+    "HalfGammaLoss": _deviance_inputs,
+    "HalfTweedieLoss": _deviance_inputs,
+}
+
+
+def domain_inputs(cls: str, rng) -> tuple[np.ndarray, ...]:
+    loss = getattr(le, cls)
+    return tuple(np.asarray(domain_of(loss, a).sample(rng, (45,), np.float64)) for a in loss.arguments)
+
+
+def inputs(cls: str, seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    return EDGE_INPUTS.get(cls, partial(domain_inputs, cls))(rng)
+
+
+def _all_options(cls: str, options: dict) -> dict:
+    """``options`` with every other declared option (reduction aside) at its default."""
+    return {o.name: options.get(o.name, o.default) for o in declared_options(getattr(le, cls)) if o.name != "reduction"}
 
 
 def sklearn_reference(cls: str, options: dict, x, y):
     from sklearn._loss import loss as sk
 
-    make = {"HalfPoissonLoss": lambda: sk.HalfPoissonLoss(), "HalfGammaLoss": lambda: sk.HalfGammaLoss(),
-            "HalfTweedieLoss": lambda: sk.HalfTweedieLoss(power=options["power"]),
-            "PinballLoss": lambda: sk.PinballLoss(quantile=options["quantile"])}[cls]()
-    value = make.loss(y_true=y, raw_prediction=x)
-    grad, hess = make.gradient_hessian(y_true=y, raw_prediction=x)
-    if cls == "PinballLoss":
-        hess = np.zeros_like(hess)    # sklearn returns ones (its boosting surrogate); the true value is 0
+    reference = getattr(sk, cls)(**options)
+    value = reference.loss(y_true=y, raw_prediction=x)
+    grad, hess = reference.gradient_hessian(y_true=y, raw_prediction=x)
+    if reference.approx_hessian:
+        # scikit-learn's boosting surrogate (PinballLoss returns ones); the true value is 0 where it
+        # is a constant, the loss being piecewise linear. Any other approximation has no reference here.
+        if not reference.constant_hessian:
+            raise NotImplementedError(f"{cls}: scikit-learn approximates its Hessian; declare a reference_formula")
+        hess = np.zeros_like(hess)
     return value, grad, hess
 
 
-def torch_reference(cls: str, options: dict, x, y):
+def _under_autograd(formula, x, y):
+    """The value of ``formula(input, target)`` per element, its input gradient and the Hessian's
+    diagonal (double backward), in torch."""
     import torch
 
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     yt = torch.tensor(y, dtype=torch.float64)
-    if cls == "SigmoidFocalLoss":
-        value = torchvision_sigmoid_focal_loss(torch, xt, yt, options.get("alpha", 0.25), options.get("gamma", 2.0))
-    else:
-        # log(cosh(d)) itself where cosh does not overflow (smooth at d == 0 for autograd, unlike a
-        # form with |d|), its exact asymptote |d| - log 2 beyond (exp(-2 |d|) < 1e-17 there).
-        d = xt - yt
-        small = d.abs() < 20.0
-        value = options.get("scale", 1.0) * torch.where(
-            small, torch.log(torch.cosh(torch.where(small, d, 0.0))), d.abs() - np.log(2.0))
+    value = formula(torch, xt, yt)
     (grad,) = torch.autograd.grad(value.sum(), xt, create_graph=True)
     hess = torch.stack([torch.autograd.grad(g, xt, retain_graph=True)[0][i] for i, g in enumerate(grad)])
     return value.detach().numpy(), grad.detach().numpy(), hess.detach().numpy()
+
+
+def torchvision_reference(cls: str, options: dict, x, y):
+    name, kwargs = getattr(le, cls).name, _all_options(cls, options)
+    if name in TORCHVISION_VERBATIM:     # torchvision's function when it is installed, else its copy
+        return _under_autograd(lambda torch, xt, yt: TORCHVISION_VERBATIM[name](torch, xt, yt, **kwargs), x, y)
+    import torchvision.ops
+    return _under_autograd(lambda torch, xt, yt: getattr(torchvision.ops, name)(xt, yt, **kwargs, reduction="none"),
+                           x, y)
+
+
+def formula_reference(cls: str, options: dict, x, y):
+    formula, kwargs = getattr(le, cls).reference_formula, _all_options(cls, options)
+    return _under_autograd(lambda torch, xt, yt: formula(torch, xt, yt, **kwargs), x, y)
 
 
 def torchvision_sigmoid_focal_loss(torch, inputs, targets, alpha: float, gamma: float):
@@ -108,8 +168,13 @@ def torchvision_sigmoid_focal_loss(torch, inputs, targets, alpha: float, gamma: 
     return loss
 
 
+# torchvision.ops functions copied here (by registry name) for machines without torchvision.
+TORCHVISION_VERBATIM = {"sigmoid_focal_loss": torchvision_sigmoid_focal_loss}
+REFERENCES = {"sklearn": sklearn_reference, "torchvision": torchvision_reference, "formula": formula_reference}
+
+
 def reference(cls: str, options: dict, ref: str, x, y):
-    return (sklearn_reference if ref == "sklearn" else torch_reference)(cls, options, x, y)
+    return REFERENCES[ref](cls, options, x, y)
 
 
 # The row (classification) losses torch does not have: (class name, options), each against its
