@@ -186,41 +186,15 @@ ROW = row_fn_capsule(row)
 '''
 
 _SETUP = '''\
-"""Builds {module}._kernel against lossengine's public Cython API with lossengine's flags (the same
-script as lossengine's example plugins/lossengine-pseudohuber/setup.py: it explains the build-isolation
-workaround)."""
-import json
-import os
-import subprocess
-import sys
+"""Builds {module}._kernel; lossengine's docs/plugins.md, "4. The build", explains the lines below."""
+import runpy, subprocess, sys
 
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-
-PROBE = "import json, lossengine; print(json.dumps(lossengine.plugin_build_options()))"
-
-
-def lossengine_build_options() -> dict:
-    try:
-        import lossengine
-        return lossengine.plugin_build_options()
-    except ImportError:
-        pass
-    env = {{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONHOME")}}
-    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env)
-    if probe.returncode == 0 and probe.stdout.strip():
-        return json.loads(probe.stdout.strip().splitlines()[-1])
-    sys.exit("{dist}: lossengine must be installed first; or build with "
-             "`pip install --no-build-isolation .`\\n" + probe.stderr)
-
-
-options = lossengine_build_options()
-setup(ext_modules=cythonize(
-    [Extension("{module}._kernel", ["{module}/_kernel.pyx"],
-               extra_compile_args=options["extra_compile_args"], extra_link_args=options["extra_link_args"])],
-    include_path=options["include_path"],
-    compiler_directives={{"language_level": 3, "boundscheck": False, "wraparound": False}},
-))
+try:
+    from lossengine.extending import build_plugin
+except ImportError:  # pip's build isolation: lossengine is not on PyPI, so ask the python pip installs into (-E)
+    where = subprocess.check_output([sys.executable, "-Ec", "import lossengine._plugin_build as b; print(b.__file__)"])
+    build_plugin = runpy.run_path(where.decode().strip())["build_plugin"]
+build_plugin("{module}._kernel")
 '''
 
 _TEST = '''\

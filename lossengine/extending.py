@@ -260,3 +260,4 @@ class CompiledRowLoss(_IndexTargetLoss):
                                                                       cls.row_function_float32,
                                                                       cls.row_function_float32_scaled))
         return cached[1]
+from ._plugin_build import build_plugin  # noqa: E402,F401  (#29: a compiled plugin's setup.py; docs/plugins.md)
