@@ -66,6 +66,12 @@ class Loss:
     # which go whole to every chunk and whose gradients are summed over the chunks), or None (it does
     # not split).
     decomposes: ClassVar[str | None] = None
+    # How the validator may build large inputs (past the kernels' parallel cutoff) from sample draws:
+    # "batch-rows" (every argument with the first one's leading axis is a batch of independent rows,
+    # so draws of any batch size join along it: the elementwise and classification families), or
+    # None (joined only when every draw gives every argument the same shape with that leading axis;
+    # a class of another shape gives ``large_sample_inputs(rng, dtype)`` instead).
+    sample_layout: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

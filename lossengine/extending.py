@@ -75,6 +75,7 @@ class NumpyElementwiseLoss(FusedLoss):
     (lossengine.base.FusedLoss): only the kernel is the author's NumPy code.
     """
     decomposes: ClassVar[str] = "elements"     # see ElementwiseLoss
+    sample_layout: ClassVar[str] = "batch-rows"   # its batch rows are independent (lossengine.Loss)
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     broadcast_arguments: ClassVar[tuple[str, ...]] = ()

@@ -96,6 +96,7 @@ class ClassificationLoss(FastPathLoss):
     # How the loss splits over chunks (lossengine.integrations.dask): along the leading (batch) axis,
     # each position's loss depending on its own row of classes and its target.
     decomposes: ClassVar[str] = "rows"
+    sample_layout: ClassVar[str] = "batch-rows"   # its batch rows are independent (lossengine.Loss)
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     options = (reduction(),)

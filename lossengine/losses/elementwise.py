@@ -38,6 +38,7 @@ class ElementwiseLoss(FastPathLoss):
     # How the loss splits over chunks of its arguments (lossengine.integrations.dask): any chunking,
     # each element's loss depends on that element only.
     decomposes: ClassVar[str] = "elements"
+    sample_layout: ClassVar[str] = "batch-rows"   # its batch rows are independent (lossengine.Loss)
 
     differentiable: ClassVar[tuple[str, ...]] = ("input", "target")
     options = (reduction(),)

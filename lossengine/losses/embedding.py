@@ -175,6 +175,12 @@ class Distance:
     def gradients(self, x1: np.ndarray, x2: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError(f"{type(self).__name__} does not implement gradients()")
 
+    @classmethod
+    def as_loss(cls) -> type:
+        """The loss ``le.check`` validates in this distance's place: the loss of (x1, x2) it defines
+        (``DistanceLoss``)."""
+        return distance_loss(cls)
+
 
 class EuclideanDistance(Distance):
     """torch.pairwise_distance(x1, x2) (p = 2, eps = 1e-6 added to the difference)."""
