@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ._reductions import reduction_of
+from ._reductions import REDUCTIONS
 from ._threads import PARALLEL_MIN_ELEMENTS
 from .base import Loss
 from .domains import domain_of
@@ -94,6 +94,30 @@ def as_tuple(grads, n: int) -> tuple:
     return grads
 
 
+def central_differences(f, f0, arrays, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per element j of ``arrays[k]``: the central difference of ``f(probe, j)`` (a float) at a
+    relative step of FD_STEP, and whether the one-sided differences from ``f0`` (f at ``arrays``: a
+    float, or an array read at j) disagree there -- a kink (|x| at 0, a hinge), which the checks skip."""
+    x = arrays[k]
+    fd = np.zeros(x.shape)
+    kink = np.zeros(x.shape, bool)
+    for j in np.ndindex(x.shape):
+        h = FD_STEP * max(1.0, abs(float(x[j])))
+        probe = list(arrays)
+        plus, minus = x.copy(), x.copy()
+        plus[j] += h
+        minus[j] -= h
+        probe[k] = plus
+        f_plus = f(probe, j)
+        probe[k] = minus
+        f_minus = f(probe, j)
+        center = f0[j] if np.ndim(f0) else f0
+        fd[j] = (f_plus - f_minus) / (2 * h)
+        right, left = (f_plus - center) / h, (center - f_minus) / h
+        kink[j] = abs(right - left) > KINK_RTOL * (abs(right) + abs(left)) + 10 * FD_ATOL
+    return fd, kink
+
+
 def num(x) -> str:
     """A number as plain text: 0.25, not np.float64(0.25)."""
     x = np.asarray(x)
@@ -147,10 +171,9 @@ def denominator(reduced, arrays, per_element) -> tuple[float, str]:
     """What ``reduced`` divides the sum of its 'none' values by (its Reduction's denominator, with
     the loss's declared ``mean_denominator``), and how to say so; (0, '') for a reduction the
     validator does not know."""
-    try:
-        mode = reduction_of(reduced.reduction)
-    except ValueError:
+    if reduced.reduction not in REDUCTIONS:
         return 0.0, ""
+    mode = REDUCTIONS[reduced.reduction]
     if mode.divides is None:
         return 1.0, "sum of 'none'"
     batch = float(np.shape(arrays[0])[0]) if np.ndim(arrays[0]) else 1.0

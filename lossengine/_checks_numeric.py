@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from ._check_support import (F32_ATOL, F32_RTOL, FD_ATOL, FD_RTOL, FD_STEP, FINITE_SEEDS, FUSED_RTOL, KINK_RTOL,
-                             REDUCTION_RTOL, SCALAR_GRAD_OUTPUT, Case, as_float, as_tuple, bits_equal, check, close,
-                             denominator, grad_outputs, large_inputs, num, objective, ratio, shared, worst)
+from ._check_support import (F32_ATOL, F32_RTOL, FD_ATOL, FD_RTOL, FINITE_SEEDS, FUSED_RTOL, REDUCTION_RTOL,
+                             SCALAR_GRAD_OUTPUT, Case, as_float, as_tuple, bits_equal, central_differences, check,
+                             close, denominator, grad_outputs, large_inputs, num, objective, ratio, shared, worst)
 
 
 @check("sample_inputs")
@@ -41,21 +41,7 @@ def _gradient_fd(case: Case):
         for name, grad in zip(names, grads):
             k = case.loss_class.arguments.index(name)
             x = arrays[k]
-            fd = np.zeros(x.shape)
-            kink = np.zeros(x.shape, bool)
-            for j in np.ndindex(x.shape):
-                h = FD_STEP * max(1.0, abs(float(x[j])))
-                probe = list(arrays)
-                plus, minus = x.copy(), x.copy()
-                plus[j] += h
-                minus[j] -= h
-                probe[k] = plus
-                f_plus = objective(loss, probe, go)
-                probe[k] = minus
-                f_minus = objective(loss, probe, go)
-                fd[j] = (f_plus - f_minus) / (2 * h)
-                right, left = (f_plus - f0) / h, (f0 - f_minus) / h
-                kink[j] = abs(right - left) > KINK_RTOL * (abs(right) + abs(left)) + 10 * FD_ATOL
+            fd, kink = central_differences(lambda probe, j: objective(loss, probe, go), f0, arrays, k)
             grad = np.asarray(grad)
             if grad.shape != x.shape:
                 yield f"gradient wrt {name} has shape {grad.shape}, expected {x.shape} ({go_label})"
@@ -93,21 +79,7 @@ def _hessian_fd(case: Case):
     g0 = gradient(arrays)
     if not close(grad, g0, FUSED_RTOL, FUSED_RTOL * float(np.max(np.abs(g0), initial=0.0))):
         yield f"gradient_hessian's gradient differs from backward of the 'none' loss; {worst(grad, g0)}"
-    fd = np.zeros(x.shape)
-    kink = np.zeros(x.shape, bool)
-    for j in np.ndindex(x.shape):
-        h = FD_STEP * max(1.0, abs(float(x[j])))
-        probe = list(arrays)
-        plus, minus = x.copy(), x.copy()
-        plus[j] += h
-        minus[j] -= h
-        probe[0] = plus
-        g_plus = gradient(probe)[j]
-        probe[0] = minus
-        g_minus = gradient(probe)[j]
-        fd[j] = (g_plus - g_minus) / (2 * h)
-        right, left = (g_plus - g0[j]) / h, (g0[j] - g_minus) / h
-        kink[j] = abs(right - left) > KINK_RTOL * (abs(right) + abs(left)) + 10 * FD_ATOL
+    fd, kink = central_differences(lambda probe, j: gradient(probe)[j], g0, arrays, 0)
     atol = FD_ATOL * (1.0 + float(np.max(np.abs(fd), initial=0.0)))
     checked = np.where(kink, fd, np.asarray(hess, np.float64))
     if not close(checked, fd, 10 * FD_RTOL, 10 * atol):
