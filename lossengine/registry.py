@@ -41,15 +41,10 @@ from typing import Callable
 import pluggy
 
 from . import _builtin_plugin, _validation_child, validation
-from ._plugins import HOOK_NAME, PluginLoadWarning, Registrar, Registration, run_hook_alone  # noqa: F401
-from ._plugins import TrackThreads as _TrackThreads
-from ._plugins import canonical as _canonical
-from ._plugins import describe as _describe
-from ._plugins import disabled_plugins as _disabled_plugins
-from ._plugins import exception_text as _exception_text
-from ._plugins import from_distribution as _from
-from ._plugins import hook_caller as _hook_caller
-from ._plugins import new_manager as _new_manager
+from ._plugins import (HOOK_NAME, PluginLoadWarning, Registrar, Registration, run_hook_alone,  # noqa: F401
+                       TrackThreads as _TrackThreads, canonical as _canonical, describe as _describe,
+                       disabled_plugins as _disabled_plugins, exception_text as _exception_text,
+                       from_distribution as _from, hook_caller as _hook_caller, new_manager as _new_manager)
 from ._structure import structural_problems
 
 __all__ = ["Registry", "Registrar", "Registration", "PluginLoadWarning", "ENTRY_POINT_GROUP", "BUILTIN_SOURCE",

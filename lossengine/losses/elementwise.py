@@ -135,7 +135,7 @@ class ElementwiseLoss(FastPathLoss):
         kernel = self._kernel_for_call()
         n = math.prod(plan.loss_shape)
         mode = reduction_of(self.reduction)
-        denominator = mode.denominator(n, batch=plan.loss_shape[0] if plan.loss_shape else 1)   # _denominator's
+        denominator = self._denominator(plan.loss_shape)
         slots = [grads.get(name) for name in self.arguments]
         slots += [None] * (len(plan.operands) - len(slots))
         total, outside = kernel.run(n, plan.operands, slots, loss_out, upstream, mode.grad_scale(scale, denominator),
