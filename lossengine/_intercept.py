@@ -279,10 +279,8 @@ def _bracket(G, theta, lo_b, hi_b, t, loss):
 
 # -- class scores --------------------------------------------------------------------------------
 def _fit_class_scores(loss, t: np.ndarray, w: np.ndarray, n_classes: int | None):
-    from .losses.classification import _IndexTargetLoss
-
     form = getattr(loss, "intercept_form", None)
-    if t.dtype.kind in "iu" and isinstance(loss, _IndexTargetLoss):     # class indices
+    if t.dtype.kind in "iu" and getattr(loss, "class_index_targets", False):     # class indices
         k = _classes(t[t != loss.ignore_index], n_classes)
         priors = _class_weight_priors(loss, t, w, k)
         start = _centered_log(priors)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from . import _arrays, _intercept
+from . import _arrays, _intercept, _out
 from .declaration import declared_options, make_init, options_repr
 from .domains import domain_of
 
@@ -39,7 +39,13 @@ def positions_shape(kind: str, shape: tuple) -> tuple:
 
 
 class Loss:
-    """Base class of every loss. Subclasses set ``name``, ``arguments`` and ``differentiable``."""
+    """Base class of every loss. Subclasses set ``name``, ``arguments`` and ``differentiable``.
+
+    What the validator and the integrations need from a class, it declares (defaults here, so a
+    plugin that declares nothing keeps working): ``decomposes`` (how it splits over chunks),
+    ``sample_layout`` (how sample draws join into large inputs), ``has_hessian`` (FusedLoss:
+    whether ``gradient_hessian`` exists), ``class_index_targets`` (whether the target may hold
+    class indices) and ``mean_denominator`` (a weighted 'mean'). Nothing inspects a family."""
 
     name: ClassVar[str] = ""
     arguments: ClassVar[tuple[str, ...]] = ("input", "target")
@@ -66,6 +72,16 @@ class Loss:
     # which go whole to every chunk and whose gradients are summed over the chunks), or None (it does
     # not split).
     decomposes: ClassVar[str | None] = None
+    # How the validator may build large inputs (past the kernels' parallel cutoff) from sample draws:
+    # "batch-rows" (every argument with the first one's leading axis is a batch of independent rows,
+    # so draws of any batch size join along it: the elementwise and classification families), or
+    # None (joined only when every draw gives every argument the same shape with that leading axis;
+    # a class of another shape gives ``large_sample_inputs(rng, dtype)`` instead).
+    sample_layout: ClassVar[str | None] = None
+    # Whether the target may hold integer class indices (with an ``ignore_index`` option) into the
+    # input's class axis: what boosting's labels and fit_intercept_only's class priors read
+    # (lossengine.losses.classification.IndexTargetLoss sets it).
+    class_index_targets: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -175,9 +191,9 @@ def _public_backward(fn):
     @functools.wraps(fn)
     def backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, _reads(self, arrays, grad_output))
+        outs = _out.out_arrays(out, names, single, _out.reads(self, arrays, grad_output))
         grads = _public_grads(fn(self, *arrays, grad_output=grad_output, wrt=names), names, single)
-        return grads if outs is None else _deliver(grads, outs, names, single)
+        return grads if outs is None else _out.deliver(grads, outs, names, single)
     backward._normalizes_wrt = True
     return backward
 
@@ -186,127 +202,15 @@ def _public_forward_backward(fn):
     @functools.wraps(fn)
     def forward_backward(self, *arrays: Any, grad_output: Any = 1.0, wrt: Any = None, out: Any = None):
         names, single = self._resolve_wrt(wrt)
-        outs = _out_arrays(out, names, single, _reads(self, arrays, grad_output))
+        outs = _out.out_arrays(out, names, single, _out.reads(self, arrays, grad_output))
         result = fn(self, *arrays, grad_output=grad_output, wrt=names)
         if isinstance(result, tuple) and len(result) == 2:
             grads = _public_grads(result[1], names, single)
-            return result[0], (grads if outs is None else _deliver(grads, outs, names, single))
+            return result[0], (grads if outs is None else _out.deliver(grads, outs, names, single))
         return result
     forward_backward._normalizes_wrt = True
     return forward_backward
 
-
-# -- out= : results written into the caller's arrays --------------------------------------------
-# The overlap rule (docs/reliability.md): an output array may share no memory with anything the call
-# reads -- a positional array, grad_output, an array the loss holds (its option arrays: weight,
-# pos_weight, ...) -- nor with another output. Overlap is a ValueError naming both. Refusing, rather
-# than computing through a temporary, because an out= that aliases an input is almost always a
-# mistake (the caller would lose the input), and it keeps every kernel free to write as it reads.
-# np.may_share_memory (bounds only) first: the exact np.shares_memory runs only for arrays whose
-# bounds meet.
-def _reads(loss: Loss, arrays: Sequence[Any], grad_output: Any = None) -> list[tuple[str, np.ndarray]]:
-    """Every array a call reads, each with the name an overlap error gives it."""
-    reads = [(f"an input array ({name!r})", a) for name, a in zip(loss.arguments, arrays)
-             if isinstance(a, np.ndarray)]
-    if isinstance(grad_output, np.ndarray):
-        reads.append(("grad_output", grad_output))
-    # The loss's own arrays: its public array attributes (declared option arrays and a plugin's alike).
-    reads += [(f"the loss's option {name!r}", v) for name, v in vars(loss).items()
-              if isinstance(v, np.ndarray) and not name.startswith("_")]
-    return reads
-
-
-def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
-    return np.may_share_memory(a, b) and np.shares_memory(a, b)
-
-
-def _refuse_overlap(what: str, arr: np.ndarray, reads: Sequence[tuple[str, np.ndarray]]) -> None:
-    for name, a in reads:
-        if _overlaps(arr, a):
-            raise ValueError(f"{what} shares memory with {name}: the result would overwrite what the call reads")
-
-
-def _out_arrays(out: Any, names: tuple, single: bool, reads: Sequence[tuple[str, np.ndarray]]) -> tuple | None:
-    """``out`` as one array per name in ``names`` (None when not given), checked for what can be
-    checked before computing: its form, writability and the overlap rule (``reads``: _reads)."""
-    if out is None:
-        return None
-    if single:
-        outs = (out,)
-    elif isinstance(out, (tuple, list)):
-        outs = tuple(out)
-        if len(outs) != len(names):
-            raise ValueError(f"out must hold one array per name in wrt ({len(names)}), got {len(outs)}")
-    else:
-        raise TypeError(f"out must be a tuple of {len(names)} arrays, one per name in wrt, "
-                        f"got {type(out).__name__}")
-    for k, arr in enumerate(outs):
-        what = "out" if single else f"out[{k}]"
-        _check_out_array(what, arr, reads)
-        for j, other in enumerate(outs[:k]):
-            if _overlaps(arr, other):
-                raise ValueError(f"{what} shares memory with another out array (out[{j}])")
-    return outs
-
-
-def _check_out_array(what: str, arr: Any, reads: Sequence[tuple[str, np.ndarray]]) -> None:
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{what} must be a NumPy array, got {type(arr).__name__}")
-    if not arr.flags.writeable:
-        raise ValueError(f"{what} is read-only")
-    _refuse_overlap(what, arr, reads)
-
-
-def _deliver_one(result: np.ndarray, out: np.ndarray, what: str, of: str) -> np.ndarray:
-    if result is out:
-        return out
-    result = np.asarray(result)
-    if out.shape != result.shape:
-        raise ValueError(f"{what} has shape {out.shape}; {of} has shape {result.shape}")
-    if out.dtype != result.dtype:
-        raise TypeError(f"{what} has dtype {out.dtype}; {of} is {result.dtype} (out= does not cast)")
-    np.copyto(out, result)
-    return out
-
-
-def _deliver(grads: Any, outs: tuple, names: tuple, single: bool) -> Any:
-    """The gradients written into ``outs`` (unless the kernel wrote them there already)."""
-    if single:
-        return _deliver_one(grads, outs[0], "out", f"the gradient wrt {names[0]!r}")
-    return tuple(_deliver_one(g, o, f"out[{k}]", f"the gradient wrt {n!r}")
-                 for k, (g, o, n) in enumerate(zip(grads, outs, names)))
-
-
-def _hessian_out(out: Any, shape: tuple, dtype: np.dtype, reads: Sequence[tuple[str, np.ndarray]]) -> tuple:
-    """gradient_hessian's ``out``: two writable arrays of the result's shape and dtype, neither
-    overlapping what the call reads nor the other."""
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError("out must be a tuple (gradient, hessian) of two arrays")
-    for what, arr in zip(("gradient", "hessian"), out):
-        if not isinstance(arr, np.ndarray):
-            raise TypeError(f"out: the {what} array must be a NumPy array, got {type(arr).__name__}")
-        if arr.shape != shape or arr.dtype != dtype:
-            raise ValueError(f"out: the {what} array must be a {dtype} array of shape {shape}, got "
-                             f"{arr.dtype} of shape {arr.shape} (out= does not cast)")
-        if not arr.flags.writeable:
-            raise ValueError(f"out: the {what} array is read-only")
-        _refuse_overlap(f"out: the {what} array", arr, reads)
-    if _overlaps(*out):
-        raise ValueError("out: the gradient and hessian arrays must not overlap")
-    return out
-
-
-def _writable_in_place(arr: np.ndarray) -> bool:
-    """Whether a kernel may write ``arr`` directly: C-contiguous, aligned, native byte order."""
-    return arr.flags.c_contiguous and arr.flags.aligned and arr.dtype.isnative
-
-
-def _usable_directly(out: np.ndarray | None, buffer: np.ndarray, argument: Any) -> bool:
-    """Whether the kernel may write into ``out`` in place of ``buffer``: the same shape and dtype
-    (also the argument's, so the result is that array unchanged), C-contiguous and aligned."""
-    return (out is not None and out.shape == buffer.shape and out.dtype == buffer.dtype
-            and _writable_in_place(out) and np.shape(argument) == buffer.shape
-            and getattr(argument, "dtype", None) == buffer.dtype)
 
 
 # ``wrt`` sentinel for FusedLoss._compute: the value only, no gradient.
@@ -439,24 +343,24 @@ class FusedLoss(Loss):
         """``_compute`` with results written into the caller's arrays: directly by the kernel where
         the layout allows (the skeleton's buffers), else copied."""
         names, single = ((), False) if wrt is FORWARD_ONLY else self._resolve_wrt(wrt)
-        reads = _reads(self, arrays, grad_output)
-        outs = _out_arrays(out, names, single, reads) if names else None
+        reads = _out.reads(self, arrays, grad_output)
+        outs = _out.out_arrays(out, names, single, reads) if names else None
         if value_out is not None:
             if self.reduction != "none":
                 raise ValueError(f"value_out (and forward's out) is for reduction='none'; this loss's "
                                  f"reduction is {self.reduction!r}, its value a scalar")
-            _check_out_array("value_out" if names else "out", value_out, reads)
+            _out.check_out_array("value_out" if names else "out", value_out, reads)
             for o in outs or ():
-                if _overlaps(o, value_out):
+                if _out.overlaps(o, value_out):
                     raise ValueError("value_out shares memory with an out array")
         direct = type(self)._compute is FusedLoss._compute
         value, grads = (self._compute(arrays, want_value, wrt, grad_output,
                                       dict(zip(names, outs or ())), value_out) if direct
                         else self._compute(arrays, want_value, wrt, grad_output))
         if value_out is not None and want_value:
-            value = _deliver_one(value, value_out, "value_out" if names else "out", "the loss")
+            value = _out.deliver_one(value, value_out, "value_out" if names else "out", "the loss")
         if outs is not None:
-            grads = _deliver(grads, outs, names, single)
+            grads = _out.deliver(grads, outs, names, single)
         return value, grads
 
     # -- the skeleton ----------------------------------------------------------------------------
@@ -475,7 +379,7 @@ class FusedLoss(Loss):
         loss_out = np.empty(plan.loss_shape, dtype) if want_value and self.reduction == "none" else None
         if outs:
             for name in names:
-                if _usable_directly(outs.get(name), grads[name], arrays[self.arguments.index(name)]):
+                if _out.usable_directly(outs.get(name), grads[name], arrays[self.arguments.index(name)]):
                     grads[name] = outs[name]
         if loss_out is not None and value_out is not None and value_out.shape == loss_out.shape \
                 and value_out.dtype == loss_out.dtype and value_out.flags.c_contiguous and value_out.flags.aligned:
@@ -523,13 +427,13 @@ class FusedLoss(Loss):
             if w is not None:
                 _intercept.weigh(grad, hess, w)
             return grad, hess
-        reads = _reads(self, arrays)
+        reads = _out.reads(self, arrays)
         if isinstance(sample_weight, np.ndarray):
             reads.append(("sample_weight", sample_weight))
-        outs = _hessian_out(out, shape, plan.dtype, reads)
+        outs = _out.hessian_out(out, shape, plan.dtype, reads)
         # Usable arrays are written in place; others (misaligned, strided, Fortran-ordered) receive
         # a copy of the result, as backward's out does.
-        direct = [o if _writable_in_place(o) else np.empty(shape, plan.dtype) for o in outs]
+        direct = [o if _out.writable_in_place(o) else np.empty(shape, plan.dtype) for o in outs]
         self._run_hessian(plan, *direct)
         if w is not None:
             _intercept.weigh(*direct, w)

@@ -27,9 +27,10 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from . import _arrays, _classification, _elementwise
+from ._reductions import reduction_of
 from .base import FusedLoss
 from .declaration import integer, reduction
-from .losses.classification import _IndexTargetLoss, class_weight
+from .losses.classification import IndexTargetLoss, class_weight
 from .losses.elementwise import ElementwiseLoss
 
 __all__ = ["NumpyElementwiseLoss", "CompiledElementwiseLoss", "CompiledRowLoss", "get_include", "plugin_build_options"]
@@ -75,6 +76,7 @@ class NumpyElementwiseLoss(FusedLoss):
     (lossengine.base.FusedLoss): only the kernel is the author's NumPy code.
     """
     decomposes: ClassVar[str] = "elements"     # see ElementwiseLoss
+    sample_layout: ClassVar[str] = "batch-rows"   # its batch rows are independent (lossengine.Loss)
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     broadcast_arguments: ClassVar[tuple[str, ...]] = ()
@@ -130,22 +132,21 @@ class NumpyElementwiseLoss(FusedLoss):
         else:
             per_element, partials = None, self.element_partials(*plan.work)
         shape, n = plan.loss_shape, math.prod(plan.loss_shape)
+        mode = reduction_of(self.reduction)
+        denominator = mode.denominator(n)
         total = 0.0
         if per_element is not None:
             per_element = np.broadcast_to(np.asarray(per_element), shape)
             if loss_out is not None:
                 loss_out[...] = per_element
             else:
-                total = float(np.sum(per_element, dtype=np.float64))
-                if self.reduction == "mean":
-                    total = total / n if n else math.nan
+                total = mode.value(float(np.sum(per_element, dtype=np.float64)), denominator)
         if grads:
             partials = tuple(partials) if isinstance(partials, (tuple, list)) else (partials,)
             if len(partials) != len(self.differentiable):
                 raise TypeError(f"{type(self).__name__}.element_partials returned {len(partials)} arrays for "
                                 f"differentiable={self.differentiable}")
-            if self.reduction == "mean" and n:
-                scale = scale / n
+            scale = mode.grad_scale(scale, denominator)
             upstream = upstream.reshape(shape) if upstream.size == n and n != 1 else upstream.reshape(())
             factor = scale * upstream.astype(np.float64)
             for name, buffer in grads.items():
@@ -214,7 +215,7 @@ class CompiledElementwiseLoss(ElementwiseLoss):
         return self._make_kernel()
 
 
-class CompiledRowLoss(_IndexTargetLoss):
+class CompiledRowLoss(IndexTargetLoss):
     """A classification loss whose per-row function is compiled in a plugin (see
     lossengine/rowwise_api.pxd): it runs in the built-in classification driver, as a
     ``_classification.PluginRow`` kernel, exactly as NLLLoss does.

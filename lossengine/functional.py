@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _arrays
+from ._reductions import reduction_of
 from .declaration import make_functional
 from .losses import BUILTIN_LOSSES, HuberLoss, L1Loss, LinearCrossEntropyLoss, MSELoss
 
@@ -30,11 +31,12 @@ def _weighted(loss_class, input, target, reduction, weight, mean_divides_by_weig
     if w.shape != per_element.shape:
         raise ValueError(f"Weights and input must have the same size: got {w.shape} and {per_element.shape}")
     weighted = per_element * w.astype(per_element.dtype, copy=False)
-    if reduction == "none":
+    mode = reduction_of(reduction)
+    if not mode.reduces:
         return weighted
-    if reduction == "sum":
-        return weighted.sum(dtype=np.float64).astype(per_element.dtype)
-    denominator = w.sum(dtype=np.float64) if mean_divides_by_weight else weighted.size
+    declared = w.sum(dtype=np.float64) if mean_divides_by_weight else None
+    # NumPy's division, as torch's: weights summing to 0 give inf or NaN, not a guess.
+    denominator = mode.denominator(weighted.size, declared=declared)
     return (weighted.sum(dtype=np.float64) / denominator).astype(per_element.dtype)
 
 

@@ -175,13 +175,11 @@ def start_score(loss: Any, label: Any, weight: Any = None):
     """The constant raw prediction minimizing the weighted loss at these labels (the loss's
     ``fit_intercept_only``): a float, or a (K,) array for class-index labels of a multi-class loss
     (K = max label + 1)."""
-    from ..losses.classification import _IndexTargetLoss
-
     loss = resolve(loss)
     labels = _labels(label)
     n = labels.shape[0] if labels.ndim else 1
     w = _weights(weight, n)
-    if isinstance(loss, _IndexTargetLoss) and labels.ndim == 1:
+    if getattr(loss, "class_index_targets", False) and labels.ndim == 1:
         labels = _class_indices(labels, n)
     return loss.fit_intercept_only(labels, w)
 

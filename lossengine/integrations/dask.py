@@ -48,6 +48,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _arrays
+from .._reductions import reduction_of
 from ..base import DECOMPOSITION_AXES, Loss, positions_shape
 
 __all__ = ["forward", "backward", "forward_backward"]
@@ -226,19 +227,18 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
     block_shapes = [tuple(b) for b in _block_shapes(xs[0])]
 
     # 'mean' (and KLDiv's 'batchmean'): the global denominator, from shapes or the chunks' weights.
+    mode = reduction_of(reduction)
     denominator = None
-    if reduction == "batchmean":
-        denominator = float(xs[0].shape[0]) if xs[0].ndim else 1.0
-    elif reduction == "mean":
-        if _data_dependent_mean(loss):
-            parts = [dask.delayed(_chunk_denominator)(loss, options, kind, *b) for b in blocks]
-            denominator = dask.delayed(_fsum)(parts)
-        else:
-            denominator = float(sum(_positions(kind, s) for s in block_shapes))
+    if mode.divides == "positions" and _data_dependent_mean(loss):
+        parts = [dask.delayed(_chunk_denominator)(loss, options, kind, *b) for b in blocks]
+        denominator = dask.delayed(_fsum)(parts)
+    elif mode.divides:
+        denominator = float(mode.denominator(sum(_positions(kind, s) for s in block_shapes),
+                                             batch=xs[0].shape[0] if xs[0].ndim else 1))
 
     value = None
     if want_value:
-        if reduction == "none":
+        if not mode.reduces:
             value = _assemble([da.from_delayed(dask.delayed(_none_value)(loss, options, *b),
                                                shape=_loss_block_shape(kind, s), dtype=dtype)
                                for b, s in zip(blocks, block_shapes)], xs[0], kind, loss_block=True)
@@ -253,7 +253,7 @@ def _compute(loss: Loss, arrays: tuple, want_value: bool, wrt: Any, grad_output:
         return value, None
 
     # Gradients: every chunk with the global scale.
-    if reduction == "none":
+    if not mode.reduces:
         go = grad_output
         if isinstance(go, (da.Array, np.ndarray)) and np.ndim(go) > 0:
             go_blocks = _loss_shaped_blocks(da.asarray(go), xs[0], kind)

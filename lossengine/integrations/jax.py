@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from .._reductions import reduction_of
 from ..base import DECOMPOSITION_AXES, FusedLoss, Loss
 
 # The decompositions whose 'none' value has a forward-mode derivative here: each position's tangent is
@@ -389,11 +390,13 @@ class _Wrapped:
 
     def denominator(self, shape: tuple) -> int:
         """What the reduction divides the summed loss by: the elementwise family's own rule ('mean': the
-        element count, KLDiv's 'batchmean': the batch size), else 'mean''s element count, else 1."""
+        element count, KLDiv's 'batchmean': the batch size), else the Reduction's ('mean': the element
+        count, else 1, as NumpyElementwiseLoss divides)."""
         rule = getattr(self.loss, "_denominator", None)
         if rule is not None:
             return max(1, int(rule(shape)))
-        return max(1, int(np.prod(shape))) if getattr(self.loss, "reduction", "mean") == "mean" else 1
+        mode = reduction_of(getattr(self.loss, "reduction", "mean"))
+        return max(1, int(mode.denominator(int(np.prod(shape)))))
 
     def require_hessian(self, wrt: tuple, moving: tuple) -> None:
         supported = ("wrap supports second derivatives (jax.hessian, grad of grad, Hessian-vector products) "

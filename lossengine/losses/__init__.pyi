@@ -5,16 +5,16 @@ from types import ModuleType
 from numpy.typing import ArrayLike
 
 from lossengine.base import FusedLoss
-from lossengine.losses.classification import _IndexTargetLoss
 from lossengine.losses.elementwise import ElementwiseLoss as ElementwiseLoss
 from lossengine.losses.classification import ClassificationLoss as ClassificationLoss
+from lossengine.losses.classification import IndexTargetLoss as IndexTargetLoss
 from lossengine.losses.classification import NLLLoss2d as NLLLoss2d
 from lossengine.losses.embedding import EmbeddingLoss as EmbeddingLoss
 from lossengine.losses.embedding import Distance as Distance
 from lossengine.losses.embedding import EuclideanDistance as EuclideanDistance
 from lossengine.losses.embedding import CosineDistance as CosineDistance
 
-__all__ = ['ElementwiseLoss', 'L1Loss', 'MSELoss', 'SmoothL1Loss', 'HuberLoss', 'BCELoss', 'BCEWithLogitsLoss', 'SoftMarginLoss', 'KLDivLoss', 'PoissonNLLLoss', 'GaussianNLLLoss', 'HingeEmbeddingLoss', 'MarginRankingLoss', 'SigmoidFocalLoss', 'PinballLoss', 'HalfPoissonLoss', 'HalfGammaLoss', 'HalfTweedieLoss', 'LogCoshLoss', 'ClassificationLoss', 'NLLLoss2d', 'NLLLoss', 'CrossEntropyLoss', 'MultiMarginLoss', 'MultiLabelMarginLoss', 'MultiLabelSoftMarginLoss', 'SoftmaxFocalLoss', 'Poly1CrossEntropyLoss', 'TverskyLoss', 'DiceLoss', 'EmbeddingLoss', 'Distance', 'EuclideanDistance', 'CosineDistance', 'CosineEmbeddingLoss', 'TripletMarginLoss', 'TripletMarginWithDistanceLoss', 'CTCLoss', 'LinearCrossEntropyLoss']
+__all__ = ['ElementwiseLoss', 'L1Loss', 'MSELoss', 'SmoothL1Loss', 'HuberLoss', 'BCELoss', 'BCEWithLogitsLoss', 'SoftMarginLoss', 'KLDivLoss', 'PoissonNLLLoss', 'GaussianNLLLoss', 'HingeEmbeddingLoss', 'MarginRankingLoss', 'SigmoidFocalLoss', 'PinballLoss', 'HalfPoissonLoss', 'HalfGammaLoss', 'HalfTweedieLoss', 'LogCoshLoss', 'ClassificationLoss', 'IndexTargetLoss', 'NLLLoss2d', 'NLLLoss', 'CrossEntropyLoss', 'MultiMarginLoss', 'MultiLabelMarginLoss', 'MultiLabelSoftMarginLoss', 'SoftmaxFocalLoss', 'Poly1CrossEntropyLoss', 'TverskyLoss', 'DiceLoss', 'EmbeddingLoss', 'Distance', 'EuclideanDistance', 'CosineDistance', 'CosineEmbeddingLoss', 'TripletMarginLoss', 'TripletMarginWithDistanceLoss', 'CTCLoss', 'LinearCrossEntropyLoss']
 
 FAMILIES: tuple[ModuleType, ...]
 BUILTIN_LOSSES: tuple[type, ...]
@@ -75,10 +75,10 @@ class HalfTweedieLoss(ElementwiseLoss):
 class LogCoshLoss(ElementwiseLoss):
     def __init__(self, reduction: str = 'mean', scale: float = 1.0) -> None: ...
 
-class NLLLoss(_IndexTargetLoss):
+class NLLLoss(IndexTargetLoss):
     def __init__(self, weight: ArrayLike | None = None, ignore_index: int = -100, reduction: str = 'mean') -> None: ...
 
-class CrossEntropyLoss(_IndexTargetLoss):
+class CrossEntropyLoss(IndexTargetLoss):
     def __init__(self, weight: ArrayLike | None = None, ignore_index: int = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> None: ...
 
 class MultiMarginLoss(ClassificationLoss):
@@ -90,10 +90,10 @@ class MultiLabelMarginLoss(ClassificationLoss):
 class MultiLabelSoftMarginLoss(ClassificationLoss):
     def __init__(self, weight: ArrayLike | None = None, reduction: str = 'mean') -> None: ...
 
-class SoftmaxFocalLoss(_IndexTargetLoss):
+class SoftmaxFocalLoss(IndexTargetLoss):
     def __init__(self, gamma: float = 2.0, weight: ArrayLike | None = None, ignore_index: int = -100, reduction: str = 'mean') -> None: ...
 
-class Poly1CrossEntropyLoss(_IndexTargetLoss):
+class Poly1CrossEntropyLoss(IndexTargetLoss):
     def __init__(self, epsilon: float = 1.0, weight: ArrayLike | None = None, ignore_index: int = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> None: ...
 
 class TverskyLoss(ClassificationLoss):

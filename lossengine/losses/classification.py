@@ -96,6 +96,7 @@ class ClassificationLoss(FastPathLoss):
     # How the loss splits over chunks (lossengine.integrations.dask): along the leading (batch) axis,
     # each position's loss depending on its own row of classes and its target.
     decomposes: ClassVar[str] = "rows"
+    sample_layout: ClassVar[str] = "batch-rows"   # its batch rows are independent (lossengine.Loss)
 
     differentiable: ClassVar[tuple[str, ...]] = ("input",)
     options = (reduction(),)
@@ -234,8 +235,13 @@ def _index_layout_shapes(input: np.ndarray, target: np.ndarray, loss_name: str) 
     return input.shape[0] * stride, input.shape[1], stride, expected
 
 
-class _IndexTargetLoss(ClassificationLoss):
-    """NLL and cross-entropy: weight and ignore_index, 'mean' weighted by w[target]."""
+class IndexTargetLoss(ClassificationLoss):
+    """A classification loss whose target holds class indices, as NLL's and cross-entropy's: options
+    ``weight`` (per-class) and ``ignore_index``, 'mean' weighted by w[target] over the positions not
+    ignored. The public parent of lossengine.CompiledRowLoss."""
+    # What the integrations read (boosting's labels, fit_intercept_only's class priors): the target
+    # may hold integer class indices (with ``ignore_index``) into the input's class axis.
+    class_index_targets: ClassVar[bool] = True
     options = (class_weight(), integer("ignore_index", -100, examples=(1,)), reduction())
     domains = {"target": ClassIndex("input", 1)}
     index_denominator = "mean_weight"
@@ -263,7 +269,7 @@ class _IndexTargetLoss(ClassificationLoss):
         return f"class indices must lie in [0, {classes}) or equal ignore_index={self.ignore_index}"
 
 
-class NLLLoss(_IndexTargetLoss):
+class NLLLoss(IndexTargetLoss):
     """-weight[t] input[t] per position; 'mean' divides by the sum of weight[t] (ignored excluded)."""
     name = "nll_loss"
     domains = {"input": LogSimplex(1), "target": ClassIndex("input", 1)}
@@ -283,7 +289,7 @@ class NLLLoss2d(NLLLoss):
         super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
-class CrossEntropyLoss(_IndexTargetLoss):
+class CrossEntropyLoss(IndexTargetLoss):
     """-log softmax(input)[target] with optional class weights, ignore_index and label smoothing;
     a float target of the input's shape holds class probabilities instead (torch's rule).
     Hessian (``gradient_hessian``): the diagonal of each position's Hessian wrt its scores,
@@ -429,7 +435,7 @@ class MultiLabelSoftMarginLoss(ClassificationLoss):
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5])},)
 
 
-class SoftmaxFocalLoss(_IndexTargetLoss):
+class SoftmaxFocalLoss(IndexTargetLoss):
     """Multi-class focal loss on logits (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017):
     per position -w_t (1 - p_t)^gamma log p_t, p = softmax(input) over the class axis (axis 1, as
     CrossEntropyLoss; (C,), (N, C) and (N, C, d1, ...) inputs with class-index targets), 0 at
@@ -446,7 +452,7 @@ class SoftmaxFocalLoss(_IndexTargetLoss):
     index_kernel = _classification.SoftmaxFocal
 
 
-class Poly1CrossEntropyLoss(_IndexTargetLoss):
+class Poly1CrossEntropyLoss(IndexTargetLoss):
     """Poly-1 cross-entropy (Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
     Classification Loss Functions", ICLR 2022): per position CE + epsilon w_t (1 - p_t), CE being
     CrossEntropyLoss's per-position loss (class weights, ignore_index, label_smoothing as torch's),
@@ -458,7 +464,7 @@ class Poly1CrossEntropyLoss(_IndexTargetLoss):
     Hessian: the diagonal of each position's Hessian wrt its scores (exact)."""
     name = "poly1_cross_entropy"
     has_hessian = True
-    options = ((real("epsilon", 1.0, examples=(-0.5, 2.0)),) + _IndexTargetLoss.options
+    options = ((real("epsilon", 1.0, examples=(-0.5, 2.0)),) + IndexTargetLoss.options
                + (real("label_smoothing", 0.0, ge=0.0, le=1.0, examples=(0.2,)),))
     check_options = ({"weight": np.array([0.5, 2.0, 1.0, 1.5]), "label_smoothing": 0.1, "ignore_index": 1},)
     index_kernel = _classification.Poly1CrossEntropy
@@ -503,4 +509,4 @@ class DiceLoss(TverskyLoss):
 
 
 LOSSES = losses_defined_in(globals())      # this module's classes that declare a registry name
-__all__ = ["ClassificationLoss", "NLLLoss2d", "LOSSES"] + [cls.__name__ for cls in LOSSES]
+__all__ = ["ClassificationLoss", "IndexTargetLoss", "NLLLoss2d", "LOSSES"] + [cls.__name__ for cls in LOSSES]

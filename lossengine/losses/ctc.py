@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _arrays
 from .._ctc import CTCKernel
+from .._reductions import reduction_of
 from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FORWARD_ONLY, FusedLoss, losses_defined_in
 from ..declaration import Option, reduction
@@ -137,9 +138,9 @@ class CTCLoss(FusedLoss):
             scale, upstream = _arrays.grad_output_operand(grad_output, self.reduction, loss_shape, dtype)
             if upstream.dtype != np.float64:
                 upstream = upstream.astype(np.float64).reshape(-1)
-        mean = self.reduction == "mean"
-        if mean and n:
-            scale /= n
+        mode = reduction_of(self.reduction)
+        mean = mode.divides == "positions"     # each loss over its target length, then over the batch
+        scale = mode.grad_scale(scale, mode.denominator(n))
         grad = np.empty(x.shape, dtype) if names else None
         nll = np.empty(n, np.float64)
         kernel = CTCKernel(blank=self.blank, zero_infinity=self.zero_infinity, from_logits=self.from_logits,
@@ -149,12 +150,10 @@ class CTCLoss(FusedLoss):
                            scale=scale, num_threads=_kernel_threads(), min_parallel=PARALLEL_MIN_ELEMENTS)
         value = None
         if want_value:
-            if self.reduction == "none":
+            if not mode.reduces:
                 value = nll.astype(dtype).reshape(loss_shape)
-            elif mean:
-                value = dtype.type(total / n if n else np.nan)
             else:
-                value = dtype.type(total)
+                value = dtype.type(mode.value(total, mode.denominator(n)))
         if not names:
             return value, None
         grad = grad.reshape(given.shape).astype(_arrays.result_dtype(given, dtype), copy=False)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _elementwise, _intercept
+from .._reductions import reduction_of
 from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FastPathLoss, FusedLoss, losses_defined_in
 from ..declaration import array, flag, real, reduction
@@ -38,6 +39,7 @@ class ElementwiseLoss(FastPathLoss):
     # How the loss splits over chunks of its arguments (lossengine.integrations.dask): any chunking,
     # each element's loss depends on that element only.
     decomposes: ClassVar[str] = "elements"
+    sample_layout: ClassVar[str] = "batch-rows"   # its batch rows are independent (lossengine.Loss)
 
     differentiable: ClassVar[tuple[str, ...]] = ("input", "target")
     options = (reduction(),)
@@ -135,15 +137,15 @@ class ElementwiseLoss(FastPathLoss):
     def _run(self, plan: _Plan, grads: dict, loss_out, upstream, scale: float, hess=None) -> float:
         kernel = self._kernel_for_call()
         n = math.prod(plan.loss_shape)
+        mode = reduction_of(self.reduction)
         denominator = self._denominator(plan.loss_shape)
         slots = [grads.get(name) for name in self.arguments]
         slots += [None] * (len(plan.operands) - len(slots))
-        total, outside = kernel.run(n, plan.operands, slots, loss_out, upstream,
-                                    scale / denominator if denominator else scale,
+        total, outside = kernel.run(n, plan.operands, slots, loss_out, upstream, mode.grad_scale(scale, denominator),
                                     _kernel_threads(), PARALLEL_MIN_ELEMENTS, hess)
         if outside:
             raise ValueError(self.domain_errors[min(k for k in self.domain_errors if outside >> k & 1)])
-        return total / denominator if denominator else (math.nan if n == 0 else total)
+        return mode.value(total, denominator)
 
     def _run_hessian(self, plan: _Plan, grad: np.ndarray, hess: np.ndarray) -> None:
         # The unreduced loss's derivatives: the plain pass with grad_output 1 per element, plus the
@@ -161,8 +163,9 @@ class ElementwiseLoss(FastPathLoss):
         return grad if result == plan.dtype else grad.astype(result)
 
     def _denominator(self, shape: tuple) -> int:
-        """What the summed loss is divided by: 1 for 'sum'/'none', N for 'mean'."""
-        return math.prod(shape) if self.reduction == "mean" else 1
+        """What the summed loss is divided by (lossengine._reductions): 1 for 'sum'/'none', N for
+        'mean', input.shape[0] for 'batchmean' (KLDiv's: undivided for a 0-d input, as torch)."""
+        return reduction_of(self.reduction).denominator(math.prod(shape), batch=shape[0] if shape else 1)
 
 
 class L1Loss(ElementwiseLoss):
@@ -252,12 +255,6 @@ class KLDivLoss(ElementwiseLoss):
     broadcast_arguments = ("target",)
     domains = {"input": LogSimplex(-1), "target": Simplex(-1)}
     sample_shape = (2, 3, 4)
-
-    def _denominator(self, shape: tuple) -> int:
-        # torch: 'batchmean' is the sum divided by input.size(0), undivided for a 0-d input.
-        if self.reduction == "batchmean":
-            return shape[0] if shape else 1
-        return super()._denominator(shape)
 
 
 class PoissonNLLLoss(ElementwiseLoss):

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _embedding
+from .._reductions import reduction_of
 from .._threads import PARALLEL_MIN_ELEMENTS, _kernel_threads
 from ..base import FusedLoss, Loss, losses_defined_in
 from ..declaration import Option, flag, real, reduction
@@ -88,14 +89,12 @@ class EmbeddingLoss(FusedLoss):
         kernel = self.__dict__.get("_kernel_object")
         if kernel is None:
             kernel = self.__dict__["_kernel_object"] = self._make_kernel()
-        mean = self.reduction == "mean"
-        denominator = plan.n if mean and plan.loss_shape else 1
+        mode = reduction_of(self.reduction)
+        denominator = mode.denominator(plan.n if plan.loss_shape else 1)
         total = kernel.run(plan.n, plan.D, plan.rows, plan.target, [grads.get(n) for n in self.row_arguments],
-                           loss_out, upstream, scale / denominator if denominator else scale,
+                           loss_out, upstream, mode.grad_scale(scale, denominator),
                            _kernel_threads(), PARALLEL_MIN_ELEMENTS, plan.given[0].ndim == 0)
-        if mean:
-            return total / denominator if plan.n else math.nan
-        return total
+        return mode.value(total, denominator if plan.n else 0)
 
     def _grad_result(self, plan: _Plan, name: str, grad: np.ndarray) -> np.ndarray:
         arg = plan.given[self.arguments.index(name)]
@@ -174,6 +173,12 @@ class Distance:
 
     def gradients(self, x1: np.ndarray, x2: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError(f"{type(self).__name__} does not implement gradients()")
+
+    @classmethod
+    def as_loss(cls) -> type:
+        """The loss ``le.check`` validates in this distance's place: the loss of (x1, x2) it defines
+        (``DistanceLoss``)."""
+        return distance_loss(cls)
 
 
 class EuclideanDistance(Distance):
@@ -278,8 +283,8 @@ def _run_with_distance(loss, distance: Distance, plan: _Plan, grads: dict, loss_
     values = np.where(z < 0, 0.0, z)
     if loss_out is not None:
         loss_out.reshape(-1)[...] = values
-    mean = loss.reduction == "mean"
-    denominator = plan.n if mean and plan.loss_shape else 1
+    mode = reduction_of(loss.reduction)
+    denominator = mode.denominator(plan.n if plan.loss_shape else 1)
     if grads:
         g = scale / denominator * np.broadcast_to(np.asarray(upstream, np.float64).reshape(-1), (plan.n,))
         g = np.where(z >= 0, g, 0.0)
@@ -297,10 +302,7 @@ def _run_with_distance(loss, distance: Distance, plan: _Plan, grads: dict, loss_
             total["negative"] += gn
         for name, buffer in grads.items():
             buffer[...] = total[name]
-    total_value = float(np.sum(values))
-    if mean:
-        return total_value / denominator if plan.n else math.nan
-    return total_value
+    return mode.value(float(np.sum(values)), denominator if plan.n else 0)
 
 
 def _gradients(distance: Distance, between: str, x1: np.ndarray, x2: np.ndarray, grad: np.ndarray) -> tuple:
@@ -330,17 +332,17 @@ class DistanceLoss(Loss):
         x1, x2 = _arrays.float_array("x1", x1), _arrays.float_array("x2", x2)
         dtype = _arrays.compute_dtype(x1)
         d = np.asarray(self.distance_class().distance(x1.astype(np.float64), x2.astype(np.float64)))
-        if self.reduction == "none":
+        mode = reduction_of(self.reduction)
+        if not mode.reduces:
             return d.astype(dtype)
-        return dtype.type(np.sum(d) / (d.size if self.reduction == "mean" else 1))
+        return dtype.type(mode.value(float(np.sum(d)), mode.denominator(d.size)))
 
     def backward(self, x1, x2, grad_output=1.0, wrt=None):
         x1a, x2a = _arrays.float_array("x1", x1), _arrays.float_array("x2", x2)
         dtype = _arrays.compute_dtype(x1a)
         n = x1a.shape[0] if x1a.ndim > 1 else 1
         g = np.broadcast_to(np.asarray(grad_output, np.float64), (n,) if x1a.ndim > 1 else ())
-        if self.reduction == "mean":
-            g = g / n
+        g = g / reduction_of(self.reduction).denominator(n)
         g1, g2 = _gradients(self.distance_class(), "x1, x2", x1a.astype(np.float64), x2a.astype(np.float64), g)
         out = {"x1": np.asarray(g1, dtype), "x2": np.asarray(g2, dtype)}
         return tuple(out[name] for name in wrt)

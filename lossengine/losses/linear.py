@@ -52,6 +52,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _arrays, _classification
+from .._reductions import reduction_of
 from .._threads import PARALLEL_MIN_ELEMENTS
 from ..base import FusedLoss, losses_defined_in
 from ..declaration import Option, integer, real, reduction
@@ -218,10 +219,10 @@ class LinearCrossEntropyLoss(FusedLoss):
     def _run(self, plan: _Plan, grads: dict, loss_out, upstream, scale: float) -> float:
         x, w, b, idx, rows = plan.x, plan.w, plan.b, plan.idx, plan.rows
         n, classes = x.shape[0], w.shape[0]
-        denom = float(np.count_nonzero(idx != self.ignore_index)) if self.reduction == "mean" else 1.0
-        if self.reduction == "mean":
-            # Every target ignored: every row's gradient is 0 whatever the scale (torch's too).
-            scale = scale / denom if denom else 0.0
+        mode = reduction_of(self.reduction)       # 'mean': over the rows not ignored
+        denom = mode.denominator(float(np.count_nonzero(idx != self.ignore_index))) if mode.divides else 1.0
+        # Every target ignored: every row's gradient is 0 whatever the scale (torch's too).
+        scale = mode.grad_scale(scale, denom) if denom else 0.0
         gx, gw, gb = grads.get("input"), grads.get("weight"), grads.get("bias")
         want_grad = bool(grads)
         logits = np.empty((rows, classes), plan.dtype)         # each chunk's logits, then their gradient
@@ -260,9 +261,7 @@ class LinearCrossEntropyLoss(FusedLoss):
             total = math.fsum(partials)
         except (OverflowError, ValueError):     # partials past the float range (inf, or inf - inf)
             total = float(np.sum(partials))     # what IEEE addition gives: inf or NaN, as torch's sum
-        if self.reduction != "mean":
-            return total
-        return total / denom if denom else math.nan
+        return mode.value(total, denom)
 
 
 LOSSES = losses_defined_in(globals())      # this module's classes that declare a registry name
