@@ -142,6 +142,7 @@ class LossRow(NamedTuple):
     domain: Optional[str] = None
     variant: Optional[str] = None
     rerun_input_only: bool = False
+    math32: bool = False
 
 
 def loss_rows(path: Path) -> list:

@@ -40,6 +40,13 @@
 #             the input-only copy of the math loop again for the input's gradient and the values,
 #             so that they are the common call's to the bit where GCC vectorizes the two copies at
 #             different widths (the row says why it needs it). Costs only that rare call a loop.
+#   math32    optional, True: the row's functions are written over ``real_t`` (pyx/_vecmath32.pxd;
+#             ``real_t`` wherever the signatures above say double, the math through r_exp, r_log,
+#             r_log1p, r_expm1, r_fabs, r_pow and constants declared real_t, so that no double
+#             literal widens a float expression), and float32 inputs run them in float, on the
+#             float32 polynomials: twice double's vector lanes and bits that do not depend on the
+#             ISA variant. Without it float32 elements are computed in double, as float64 ones.
+#             float64 inputs run the double specialization, which is the same math as before.
 #
 # The element function applies g itself, in the order torch's backward does, because the order
 # matters at the edges: 2 g diff stays finite where 2 diff overflows (MSE at 1e308), g / var where
@@ -47,7 +54,7 @@
 # g = NaN (HingeEmbedding). Each formula follows torch 2.13's CPU kernel or autograd formula, quirks
 # included (noted inline). Functions are written branch-light (selects, one shared exp) so that GCC
 # if-converts and vectorizes the driver's math loop; exp, log, log1p and expm1 get libmvec's vector
-# variants there (the driver declares them).
+# variants there in double (the driver declares them), pyx/_vecmath32.pxd's polynomials in float.
 #
 # A loss whose value, gradient and Hessian share work (one exp) writes only its Hessian function,
 # and its element function is the one-line wrapper ``return f_h(op, a, g, d, &unused)``: once
@@ -59,6 +66,7 @@
 # never this file.
 
 from libc.math cimport exp, expm1, log, log1p, fabs, pow, NAN, M_PI
+from _vecmath32 cimport real_t, r_exp, r_log, r_log1p, r_expm1, r_fabs, r_pow
 
 
 # -- shared helpers --------------------------------------------------------------------------------
@@ -66,10 +74,10 @@ cdef inline double _sign(double x) noexcept nogil:
     return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
 
 
-cdef inline double _logistic_variance(double x) noexcept nogil:
+cdef inline real_t _logistic_variance(real_t x) noexcept nogil:
     # sigmoid(x) (1 - sigmoid(x)) = e / (1 + e)^2 with e = exp(-|x|): symmetric in x, no cancellation.
-    cdef double e = exp(-fabs(x))
-    return e / ((1.0 + e) * (1.0 + e))
+    cdef real_t e = r_exp(-r_fabs(x)), one = 1.0
+    return e / ((one + e) * (one + e))
 
 
 # -- L1Loss --------------------------------------------------------------------------------------
@@ -137,111 +145,113 @@ cdef inline double huber_h(const HuberOp* op, const double* a, double g, double*
 
 
 # -- BCELoss -------------------------------------------------------------------------------------
-#@ loss(kernel="BCE", element="bce", operands=3, hessian="bce_h", domain="bce_domain")
+#@ loss(kernel="BCE", element="bce", operands=3, hessian="bce_h", domain="bce_domain", math32=True)
 cdef double BCE_GRAD_EPS = <float>1e-12
 
 
-cdef inline double bce(const BCEOp* op, const double* a, double g, double* d) noexcept nogil:
+cdef inline real_t bce(const BCEOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
     # torch: each log is clamped at -100; the input gradient divides by max(x (1 - x), eps) where eps
     # is 1e-12 rounded to float32 (9.99999996e-13), in float64 too; the target gradient is -logit(x),
     # unclamped.
-    cdef double x = a[0], y = a[1], w = a[2]
-    cdef double log_x = log(x), log_1mx = log1p(-x)
-    if log_x < -100.0:
-        log_x = -100.0
-    if log_1mx < -100.0:
-        log_1mx = -100.0
-    cdef double denom = (1.0 - x) * x
-    if denom < BCE_GRAD_EPS:
-        denom = BCE_GRAD_EPS
+    cdef real_t x = a[0], y = a[1], w = a[2], one = 1.0, floor = -100.0, eps = BCE_GRAD_EPS
+    cdef real_t log_x = r_log(x), log_1mx = r_log1p(-x)
+    if log_x < floor:
+        log_x = floor
+    if log_1mx < floor:
+        log_1mx = floor
+    cdef real_t denom = (one - x) * x
+    if denom < eps:
+        denom = eps
     d[0] = g * (x - y) / denom * w
-    d[1] = -g * w * log(x / (1.0 - x))
+    d[1] = -g * w * r_log(x / (one - x))
     d[2] = 0.0
-    return w * ((y - 1.0) * log_1mx - y * log_x)
+    return w * ((y - one) * log_1mx - y * log_x)
 
 
-cdef inline double bce_h(const BCEOp* op, const double* a, double g, double* d, double* h) noexcept nogil:
+cdef inline real_t bce_h(const BCEOp* op, const real_t* a, real_t g, real_t* d, real_t* h) noexcept nogil:
     # d/dx of torch's w (x - y) / max(x (1 - x), eps): w / eps where the clamp holds, else
     # w (y / x^2 + (1 - y) / (1 - x)^2) written over the one denominator.
-    cdef double x = a[0], denom = (1.0 - x) * x
-    h[0] = g * (a[2] / BCE_GRAD_EPS if denom < BCE_GRAD_EPS else
-                a[2] * (denom - (x - a[1]) * (1.0 - 2.0 * x)) / (denom * denom))
+    cdef real_t x = a[0], one = 1.0, two = 2.0, eps = BCE_GRAD_EPS
+    cdef real_t denom = (one - x) * x
+    h[0] = g * (a[2] / eps if denom < eps else
+                a[2] * (denom - (x - a[1]) * (one - two * x)) / (denom * denom))
     return bce(op, a, g, d)
 
 
-cdef inline int bce_domain(const BCEOp* op, const double* a) noexcept nogil:
+cdef inline int bce_domain(const BCEOp* op, const real_t* a) noexcept nogil:
     # torch checks input, then target, each in [0, 1] (NaN fails).
     return (not (a[0] >= 0.0 and a[0] <= 1.0)) | ((not (a[1] >= 0.0 and a[1] <= 1.0)) << 1)
 
 
 # -- BCEWithLogitsLoss ---------------------------------------------------------------------------
 #@ loss(kernel="BCEWithLogits", element="bce_with_logits", options=[("bint", "has_pos_weight")],
-#@      operands=4, hessian="bce_with_logits_h")
-cdef inline double bce_with_logits(const BCEWithLogitsOp* op, const double* a, double g,
-                                   double* d) noexcept nogil:
+#@      operands=4, hessian="bce_with_logits_h", math32=True)
+cdef inline real_t bce_with_logits(const BCEWithLogitsOp* op, const real_t* a, real_t g,
+                                   real_t* d) noexcept nogil:
     # loss = w ((1 - y) x - (1 + (p - 1) y) log_sigmoid(x)), torch's form, finite at |x| = 1e4.
     # One exp(-|x|) serves log_sigmoid(x), log_sigmoid(-x) and sigmoid(x) (the kernel's hot cost).
-    cdef double x = a[0], y = a[1], w = a[2] * g, p = a[3]
-    cdef double z = exp(-fabs(x))
-    cdef double log1p_z = log1p(z)
-    cdef double ls = (x if x < 0.0 else 0.0) - log1p_z          # log_sigmoid(x)
-    cdef double sig = (1.0 if x >= 0.0 else z) / (1.0 + z)    # a select, not a mispredicted branch
-    cdef double t
+    cdef real_t x = a[0], y = a[1], w = a[2] * g, p = a[3], zero = 0.0, one = 1.0
+    cdef real_t z = r_exp(-r_fabs(x))
+    cdef real_t log1p_z = r_log1p(z)
+    cdef real_t ls = (x if x < zero else zero) - log1p_z          # log_sigmoid(x)
+    cdef real_t sig = (one if x >= zero else z) / (one + z)    # a select, not a mispredicted branch
+    cdef real_t t
     if op.has_pos_weight:
         t = p * y
-        d[0] = w * ((t + 1.0 - y) * sig - t)
-        d[1] = w * (((-x) if x > 0.0 else 0.0) - log1p_z - ls * p)   # log_sigmoid(-x) - p log_sigmoid(x)
-        ls = ls * ((p - 1.0) * y + 1.0)
+        d[0] = w * ((t + one - y) * sig - t)
+        d[1] = w * (((-x) if x > zero else zero) - log1p_z - ls * p)   # log_sigmoid(-x) - p log_sigmoid(x)
+        ls = ls * ((p - one) * y + one)
     else:
         d[0] = w * (sig - y)
         d[1] = -w * x          # exact; log_sigmoid(-x) - log_sigmoid(x) would cancel near 0
-    return a[2] * ((1.0 - y) * x - ls)
+    return a[2] * ((one - y) * x - ls)
 
 
-cdef inline double bce_with_logits_h(const BCEWithLogitsOp* op, const double* a, double g, double* d,
-                                     double* h) noexcept nogil:
+cdef inline real_t bce_with_logits_h(const BCEWithLogitsOp* op, const real_t* a, real_t g, real_t* d,
+                                     real_t* h) noexcept nogil:
     # d/dx of w ((t + 1 - y) sigmoid(x) - t), t = p y (t = y without pos_weight).
-    h[0] = g * a[2] * _logistic_variance(a[0]) * ((a[3] * a[1] + 1.0 - a[1]) if op.has_pos_weight else 1.0)
+    cdef real_t one = 1.0
+    h[0] = g * a[2] * _logistic_variance(a[0]) * ((a[3] * a[1] + one - a[1]) if op.has_pos_weight else one)
     return bce_with_logits(op, a, g, d)
 
 
 # -- SoftMarginLoss ------------------------------------------------------------------------------
-#@ loss(kernel="SoftMargin", element="soft_margin", operands=2, hessian="soft_margin_h")
-cdef inline double soft_margin(const SoftMarginOp* op, const double* a, double g, double* d) noexcept nogil:
+#@ loss(kernel="SoftMargin", element="soft_margin", operands=2, hessian="soft_margin_h", math32=True)
+cdef inline real_t soft_margin(const SoftMarginOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
     # log(1 + exp(v)), v = -x y, as max(v, 0) + log1p(exp(-|v|)): exact for every v, where torch's
     # log1p(exp(v)) overflows for v > 709. The one exp also gives sigmoid(v); no branch, so the
     # math loop vectorizes.
-    cdef double x = a[0], y = a[1], v = -x * y
-    cdef double z = exp(-fabs(v))
-    d[0] = -g * y * (1.0 if v >= 0.0 else z) / (1.0 + z)
-    return (v if v > 0.0 else 0.0) + log1p(z)
+    cdef real_t x = a[0], y = a[1], v = -x * y, zero = 0.0, one = 1.0
+    cdef real_t z = r_exp(-r_fabs(v))
+    d[0] = -g * y * (one if v >= zero else z) / (one + z)
+    return (v if v > zero else zero) + r_log1p(z)
 
 
-cdef inline double soft_margin_h(const SoftMarginOp* op, const double* a, double g, double* d,
-                                 double* h) noexcept nogil:
+cdef inline real_t soft_margin_h(const SoftMarginOp* op, const real_t* a, real_t g, real_t* d,
+                                 real_t* h) noexcept nogil:
     h[0] = g * a[1] * a[1] * _logistic_variance(a[0] * a[1])
     return soft_margin(op, a, g, d)
 
 
 # -- KLDivLoss -----------------------------------------------------------------------------------
 #@ loss(kernel="KLDiv", element="kl_div", options=[("bint", "log_target")], operands=2,
-#@      hessian="kl_div_h")
-cdef inline double kl_div(const KLDivOp* op, const double* a, double g, double* d) noexcept nogil:
-    cdef double x = a[0], t = a[1], et
+#@      hessian="kl_div_h", math32=True)
+cdef inline real_t kl_div(const KLDivOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+    cdef real_t x = a[0], t = a[1], et, one = 1.0
     if op.log_target:
-        et = exp(t)
+        et = r_exp(t)
         d[0] = -g * et
-        d[1] = g * et * (t - x + 1.0)
+        d[1] = g * et * (t - x + one)
         return et * (t - x)
     d[0] = -g * t
     # torch differentiates xlogy(t, t) by autograd: log(t) + t / t, which is NaN at t == 0.
-    d[1] = NAN if t == 0.0 else g * (log(t) + 1.0 - x)
+    d[1] = NAN if t == 0.0 else g * (r_log(t) + one - x)
     if t == 0.0:
         return -t * x           # xlogy(0, 0) = 0
-    return t * log(t) - t * x
+    return t * r_log(t) - t * x
 
 
-cdef inline double kl_div_h(const KLDivOp* op, const double* a, double g, double* d, double* h) noexcept nogil:
+cdef inline real_t kl_div_h(const KLDivOp* op, const real_t* a, real_t g, real_t* d, real_t* h) noexcept nogil:
     h[0] = 0.0                  # linear in the input
     return kl_div(op, a, g, d)
 
@@ -249,69 +259,72 @@ cdef inline double kl_div_h(const KLDivOp* op, const double* a, double g, double
 # -- PoissonNLLLoss ------------------------------------------------------------------------------
 #@ loss(kernel="PoissonNLL", element="poisson_nll",
 #@      options=[("bint", "log_input"), ("bint", "full"), ("double", "eps")], operands=2,
-#@      hessian="poisson_nll_h", rerun_input_only=True)
+#@      hessian="poisson_nll_h", rerun_input_only=True, math32=True)
 # rerun_input_only: on the baseline ISA GCC vectorizes the input-only loop two elements at a time and
 # the full one four, so a chunk's last elements met the vector exp in one and the scalar exp in the
 # other, and backward(target too) differed from backward() in the last bit (issue #25). Making every
 # call take the full loop instead cost the common call 1.4x; this costs only the rare one its second
 # loop.
-cdef inline double poisson_nll(const PoissonNLLOp* op, const double* a, double g, double* d) noexcept nogil:
-    cdef double x = a[0], y = a[1], value, log_xe
+cdef inline real_t poisson_nll(const PoissonNLLOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+    # eps and 2 pi in the input's precision, as torch's scalars meet a float32 tensor.
+    cdef real_t x = a[0], y = a[1], value, log_xe, eps = op.eps, half = 0.5, two_pi = 2.0 * M_PI
     if op.log_input:
-        value = exp(x) - y * x
-        d[0] = g * exp(x) - g * y
+        value = r_exp(x) - y * x
+        d[0] = g * r_exp(x) - g * y
         d[1] = -g * x
     else:
-        log_xe = log(x + op.eps)
+        log_xe = r_log(x + eps)
         value = x - y * log_xe
-        d[0] = g - g * y / (x + op.eps)     # torch: the upstream reaches 1 / (x + eps) already scaled
+        d[0] = g - g * y / (x + eps)     # torch: the upstream reaches 1 / (x + eps) already scaled
         d[1] = -g * log_xe
     if op.full:
         # Stirling term only where y > 1 (masked_fill). Autograd still multiplies the masked zero by
         # log(y) and 1/y, so torch's target gradient is NaN where y <= 0.
         if y > 1.0:
-            value = value + y * log(y) - y + 0.5 * log(2.0 * M_PI * y)
-            d[1] = d[1] + g * (log(y) + 0.5 / y)
+            value = value + y * r_log(y) - y + half * r_log(two_pi * y)
+            d[1] = d[1] + g * (r_log(y) + half / y)
         elif not (y > 0.0):
             d[1] = NAN
     return value
 
 
-cdef inline double poisson_nll_h(const PoissonNLLOp* op, const double* a, double g, double* d,
-                                 double* h) noexcept nogil:
-    h[0] = g * (exp(a[0]) if op.log_input else a[1] / ((a[0] + op.eps) * (a[0] + op.eps)))
+cdef inline real_t poisson_nll_h(const PoissonNLLOp* op, const real_t* a, real_t g, real_t* d,
+                                 real_t* h) noexcept nogil:
+    cdef real_t eps = op.eps
+    h[0] = g * (r_exp(a[0]) if op.log_input else a[1] / ((a[0] + eps) * (a[0] + eps)))
     return poisson_nll(op, a, g, d)
 
 
 # -- GaussianNLLLoss -----------------------------------------------------------------------------
 #@ loss(kernel="GaussianNLL", element="gaussian_nll", options=[("bint", "full"), ("double", "eps")],
-#@      operands=3, hessian="gaussian_nll_h", domain="gaussian_nll_domain")
-cdef inline double gaussian_nll(const GaussianNLLOp* op, const double* a, double g, double* d) noexcept nogil:
+#@      operands=3, hessian="gaussian_nll_h", domain="gaussian_nll_domain", math32=True)
+cdef inline real_t gaussian_nll(const GaussianNLLOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
     # torch clamps var at eps under no_grad: the clamped value is used, the gradient flows as if
     # unclamped (d/dvar uses the clamped value even where var < eps). Autograd's order: the upstream
     # g / 2 is divided by var before it meets diff, so a denormal var with a small g stays finite.
-    cdef double diff = a[0] - a[1]
-    cdef double v = a[2]
-    if v < op.eps:
-        v = op.eps
-    cdef double h = 0.5 * g
-    cdef double r = h / v * diff
+    cdef real_t diff = a[0] - a[1], eps = op.eps, half = 0.5, half_log_2pi = 0.5 * log(2.0 * M_PI)
+    cdef real_t v = a[2]
+    if v < eps:
+        v = eps
+    cdef real_t h = half * g
+    cdef real_t r = h / v * diff
     d[0] = r + r
     d[1] = -d[0]
     d[2] = h / v - r * (diff / v)
-    cdef double value = 0.5 * (log(v) + diff * diff / v)
+    cdef real_t value = half * (r_log(v) + diff * diff / v)
     if op.full:
-        value = value + 0.5 * log(2.0 * M_PI)
+        value = value + half_log_2pi
     return value
 
 
-cdef inline double gaussian_nll_h(const GaussianNLLOp* op, const double* a, double g, double* d,
-                                  double* h) noexcept nogil:
-    h[0] = g / (a[2] if a[2] >= op.eps else op.eps)
+cdef inline real_t gaussian_nll_h(const GaussianNLLOp* op, const real_t* a, real_t g, real_t* d,
+                                  real_t* h) noexcept nogil:
+    cdef real_t eps = op.eps
+    h[0] = g / (a[2] if a[2] >= eps else eps)
     return gaussian_nll(op, a, g, d)
 
 
-cdef inline int gaussian_nll_domain(const GaussianNLLOp* op, const double* a) noexcept nogil:
+cdef inline int gaussian_nll_domain(const GaussianNLLOp* op, const real_t* a) noexcept nogil:
     return (a[2] < 0.0) << 2
 
 
@@ -369,38 +382,40 @@ cdef inline double margin_ranking_h(const MarginRankingOp* op, const double* a, 
 
 # -- sigmoid focal loss --------------------------------------------------------------------------
 #@ loss(kernel="SigmoidFocal", element="sigmoid_focal",
-#@      options=[("double", "alpha"), ("double", "gamma")], operands=2, hessian="sigmoid_focal_h")
-cdef inline double sigmoid_focal_h(const SigmoidFocalOp* op, const double* a, double g, double* d,
-                                   double* h) noexcept nogil:
+#@      options=[("double", "alpha"), ("double", "gamma")], operands=2, hessian="sigmoid_focal_h",
+#@      math32=True)
+cdef inline real_t sigmoid_focal_h(const SigmoidFocalOp* op, const real_t* a, real_t g, real_t* d,
+                                   real_t* h) noexcept nogil:
     # torchvision.ops.sigmoid_focal_loss (Lin et al., "Focal Loss for Dense Object Detection", 2017):
     #   loss = a_t ce q^gm, ce = BCE-with-logits(x, y), q = 1 - p_t = s (1 - y) + (1 - s) y, s = sigmoid(x),
     #   a_t = alpha y + (1 - alpha)(1 - y) (1 when alpha < 0), gm = gamma.
     # dq/dx = s(1-s)(1-2y), d2q/dx2 = dq/dx (1 - 2s); dce/dx = s - y, d2ce/dx2 = s(1-s). s and 1 - s
-    # both come from one exp(-|x|), so neither cancels where the focal factor is tiny.
-    cdef double x = a[0], y = a[1], gm = op.gamma
-    cdef double e = exp(-fabs(x))
-    cdef double s = (1.0 if x >= 0.0 else e) / (1.0 + e)
-    cdef double sc = (e if x >= 0.0 else 1.0) / (1.0 + e)
-    cdef double ce = (x if x > 0.0 else 0.0) - x * y + log1p(e)
-    cdef double q = s * (1.0 - y) + sc * y
-    cdef double ss = s * sc
-    cdef double dq = ss * (1.0 - 2.0 * y)
-    cdef double at = 1.0, dat = 0.0
-    if op.alpha >= 0.0:
-        at = op.alpha * y + (1.0 - op.alpha) * (1.0 - y)
-        dat = 2.0 * op.alpha - 1.0
-    cdef double qg = pow(q, gm)
+    # both come from one exp(-|x|), so neither cancels where the focal factor is tiny. alpha and gamma
+    # in the input's precision, as torchvision's Python scalars meet a float32 tensor.
+    cdef real_t x = a[0], y = a[1], gm = op.gamma, alpha = op.alpha, zero = 0.0, one = 1.0, two = 2.0
+    cdef real_t e = r_exp(-r_fabs(x))
+    cdef real_t s = (one if x >= zero else e) / (one + e)
+    cdef real_t sc = (e if x >= zero else one) / (one + e)
+    cdef real_t ce = (x if x > zero else zero) - x * y + r_log1p(e)
+    cdef real_t q = s * (one - y) + sc * y
+    cdef real_t ss = s * sc
+    cdef real_t dq = ss * (one - two * y)
+    cdef real_t at = one, dat = zero
+    if alpha >= zero:
+        at = alpha * y + (one - alpha) * (one - y)
+        dat = two * alpha - one
+    cdef real_t qg = r_pow(q, gm)
     # gm q^(gm-1) and gm (gm-1) q^(gm-2), 0 at q == 0 (where every term they multiply vanishes for gm >= 1)
-    cdef double qg1 = gm * pow(q, gm - 1.0) if q > 0.0 and gm != 0.0 else 0.0
-    cdef double qg2 = gm * (gm - 1.0) * pow(q, gm - 2.0) if q > 0.0 and gm != 0.0 and gm != 1.0 else 0.0
+    cdef real_t qg1 = gm * r_pow(q, gm - one) if q > zero and gm != zero else zero
+    cdef real_t qg2 = gm * (gm - one) * r_pow(q, gm - two) if q > zero and gm != zero and gm != one else zero
     d[0] = at * ((s - y) * qg + ce * qg1 * dq) * g
     d[1] = (dat * ce * qg + at * (-x * qg + ce * qg1 * (sc - s))) * g
-    h[0] = at * (ss * qg + 2.0 * (s - y) * qg1 * dq + ce * qg2 * dq * dq + ce * qg1 * dq * (sc - s)) * g
+    h[0] = at * (ss * qg + two * (s - y) * qg1 * dq + ce * qg2 * dq * dq + ce * qg1 * dq * (sc - s)) * g
     return at * ce * qg
 
 
-cdef inline double sigmoid_focal(const SigmoidFocalOp* op, const double* a, double g, double* d) noexcept nogil:
-    cdef double unused
+cdef inline real_t sigmoid_focal(const SigmoidFocalOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+    cdef real_t unused
     return sigmoid_focal_h(op, a, g, d, &unused)
 
 
@@ -423,81 +438,82 @@ cdef inline double pinball(const PinballOp* op, const double* a, double g, doubl
 
 
 # -- half Poisson deviance -----------------------------------------------------------------------
-#@ loss(kernel="HalfPoisson", element="half_poisson", operands=2, hessian="half_poisson_h")
-cdef inline double half_poisson_h(const HalfPoissonOp* op, const double* a, double g, double* d,
-                                  double* h) noexcept nogil:
+#@ loss(kernel="HalfPoisson", element="half_poisson", operands=2, hessian="half_poisson_h", math32=True)
+cdef inline real_t half_poisson_h(const HalfPoissonOp* op, const real_t* a, real_t g, real_t* d,
+                                  real_t* h) noexcept nogil:
     # scikit-learn's HalfPoissonLoss, log link: exp(x) - y x (the half deviance minus y log y - y).
-    cdef double ex = exp(a[0])
+    cdef real_t ex = r_exp(a[0])
     d[0] = (ex - a[1]) * g
     d[1] = -a[0] * g
     h[0] = ex * g
     return ex - a[1] * a[0]
 
 
-cdef inline double half_poisson(const HalfPoissonOp* op, const double* a, double g, double* d) noexcept nogil:
-    cdef double unused
+cdef inline real_t half_poisson(const HalfPoissonOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+    cdef real_t unused
     return half_poisson_h(op, a, g, d, &unused)
 
 
 # -- half Gamma deviance -------------------------------------------------------------------------
-#@ loss(kernel="HalfGamma", element="half_gamma", operands=2, hessian="half_gamma_h")
-cdef inline double half_gamma_h(const HalfGammaOp* op, const double* a, double g, double* d,
-                                double* h) noexcept nogil:
+#@ loss(kernel="HalfGamma", element="half_gamma", operands=2, hessian="half_gamma_h", math32=True)
+cdef inline real_t half_gamma_h(const HalfGammaOp* op, const real_t* a, real_t g, real_t* d,
+                                real_t* h) noexcept nogil:
     # scikit-learn's HalfGammaLoss, log link: x + y exp(-x) (the half deviance minus log y + 1).
-    cdef double e = exp(-a[0])
-    d[0] = (1.0 - a[1] * e) * g
+    cdef real_t e = r_exp(-a[0]), one = 1.0
+    d[0] = (one - a[1] * e) * g
     d[1] = e * g
     h[0] = a[1] * e * g
     return a[0] + a[1] * e
 
 
-cdef inline double half_gamma(const HalfGammaOp* op, const double* a, double g, double* d) noexcept nogil:
-    cdef double unused
+cdef inline real_t half_gamma(const HalfGammaOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+    cdef real_t unused
     return half_gamma_h(op, a, g, d, &unused)
 
 
 # -- half Tweedie deviance -----------------------------------------------------------------------
 #@ loss(kernel="HalfTweedie", element="half_tweedie", options=[("double", "power")],
-#@      operands=2, hessian="half_tweedie_h", variant="half_tweedie_variant")
+#@      operands=2, hessian="half_tweedie_h", variant="half_tweedie_variant", math32=True)
 cdef inline int half_tweedie_variant(const HalfTweedieOp* op) noexcept nogil:
     return 1 if op.power == 0.0 else (2 if op.power == 1.0 else (3 if op.power == 2.0 else 0))
 
 
-cdef inline double half_tweedie_h(const HalfTweedieOp* op, const double* a, double g, double* d,
-                                  double* h, const int variant) noexcept nogil:
+cdef inline real_t half_tweedie_h(const HalfTweedieOp* op, const real_t* a, real_t g, real_t* d,
+                                  real_t* h, const int variant) noexcept nogil:
     # scikit-learn's HalfTweedieLoss, log link, power p (Jorgensen 1997; sklearn's closs_half_tweedie):
     # exp((2-p) x) / (2-p) - y exp((1-p) x) / (1-p); p = 0 is 0.5 (exp(x) - y)^2, p = 1 Poisson, p = 2 Gamma.
     # variant (half_tweedie_variant, a constant in each copy of the math loop): 1: p = 0, 2: p = 1,
     # 3: p = 2, 0: any other power.
-    cdef double p = op.power, x = a[0], y = a[1], e1, e2
+    # 1 - p and 2 - p are rounded once to the input's precision.
+    cdef real_t x = a[0], y = a[1], e1, e2, p1 = 1.0 - op.power, p2 = 2.0 - op.power, two = 2.0, half = 0.5
     if variant == 2:
         return half_poisson_h(NULL, a, g, d, h)
     if variant == 3:
         return half_gamma_h(NULL, a, g, d, h)
     if variant == 1:
-        e1 = exp(x)
+        e1 = r_exp(x)
         d[0] = e1 * (e1 - y) * g
         d[1] = (y - e1) * g
-        h[0] = e1 * (2.0 * e1 - y) * g
-        return 0.5 * (e1 - y) * (e1 - y)
-    e1 = exp((1.0 - p) * x)
-    e2 = exp((2.0 - p) * x)
+        h[0] = e1 * (two * e1 - y) * g
+        return half * (e1 - y) * (e1 - y)
+    e1 = r_exp(p1 * x)
+    e2 = r_exp(p2 * x)
     d[0] = (e2 - y * e1) * g
-    d[1] = -e1 / (1.0 - p) * g
-    h[0] = ((2.0 - p) * e2 - (1.0 - p) * y * e1) * g
-    return e2 / (2.0 - p) - y * e1 / (1.0 - p)
+    d[1] = -e1 / p1 * g
+    h[0] = (p2 * e2 - p1 * y * e1) * g
+    return e2 / p2 - y * e1 / p1
 
 
-cdef inline double half_tweedie(const HalfTweedieOp* op, const double* a, double g, double* d,
+cdef inline real_t half_tweedie(const HalfTweedieOp* op, const real_t* a, real_t g, real_t* d,
                                 const int variant) noexcept nogil:
-    cdef double unused
+    cdef real_t unused
     return half_tweedie_h(op, a, g, d, &unused, variant)
 
 
 # -- log-cosh loss -------------------------------------------------------------------------------
 #@ loss(kernel="LogCosh", element="log_cosh", options=[("double", "scale")], operands=2,
-#@      hessian="log_cosh_h")
-cdef inline double log_cosh_h(const LogCoshOp* op, const double* a, double g, double* d, double* h) noexcept nogil:
+#@      hessian="log_cosh_h", math32=True)
+cdef inline real_t log_cosh_h(const LogCoshOp* op, const real_t* a, real_t g, real_t* d, real_t* h) noexcept nogil:
     # With u = |z| and m = expm1(-2u) in (-1, 0] (as the example plugin did):
     #   log cosh z = u + log1p(m / 2)   (no overflow at any u),
     #   tanh u = -m / (2 + m)   (no cancellation near 0),
@@ -505,18 +521,28 @@ cdef inline double log_cosh_h(const LogCoshOp* op, const double* a, double g, do
     #   mode's own exp: -fno-math-errno lets the plain pass drop it with the unused Hessian).
     # u + log1p(m/2) cancels below u = 0.03 (log cosh z ~ z^2/2); there the Taylor series
     # z^2/2 - z^4/12 + z^6/45 - 17 z^8/2520 takes over (truncation < 1e-14 relative). Selects only.
-    cdef double z = a[0] - a[1], u = fabs(z)
-    cdef double m = expm1(-2.0 * u)
-    cdef double t = -m / (2.0 + m)
-    cdef double u2 = u * u
-    cdef double series = u2 * (0.5 + u2 * (-1.0 / 12.0 + u2 * (1.0 / 45.0 + u2 * (-17.0 / 2520.0))))
-    cdef double e = exp(-2.0 * u)
-    d[0] = op.scale * (t if z >= 0.0 else -t) * g
+    # In float32 the cancellation (2/u times the rounding) costs more: the series, one term longer
+    # (+ 31 z^10/14175), runs below u = 0.25 (truncation < 1e-9 relative; above it the formula's
+    # error stays under 2e-6 relative).
+    cdef real_t z = a[0] - a[1], u = r_fabs(z), zero = 0.0, one = 1.0, two = 2.0, half = 0.5
+    cdef real_t scale = op.scale, four = 4.0, switch = 0.03
+    cdef real_t m = r_expm1(-two * u)
+    cdef real_t t = -m / (two + m)
+    cdef real_t u2 = u * u
+    cdef real_t c4 = -1.0 / 12.0, c6 = 1.0 / 45.0, c8 = -17.0 / 2520.0, c10 = 31.0 / 14175.0
+    cdef real_t series
+    if real_t is float:
+        series = u2 * (half + u2 * (c4 + u2 * (c6 + u2 * (c8 + u2 * c10))))
+        switch = 0.25
+    else:
+        series = u2 * (half + u2 * (c4 + u2 * (c6 + u2 * c8)))
+    cdef real_t e = r_exp(-two * u)
+    d[0] = scale * (t if z >= zero else -t) * g
     d[1] = -d[0]
-    h[0] = op.scale * 4.0 * e / ((1.0 + e) * (1.0 + e)) * g
-    return op.scale * (series if u < 0.03 else u + log1p(0.5 * m))
+    h[0] = scale * four * e / ((one + e) * (one + e)) * g
+    return scale * (series if u < switch else u + r_log1p(half * m))
 
 
-cdef inline double log_cosh(const LogCoshOp* op, const double* a, double g, double* d) noexcept nogil:
-    cdef double unused
+cdef inline real_t log_cosh(const LogCoshOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+    cdef real_t unused
     return log_cosh_h(op, a, g, d, &unused)
