@@ -185,9 +185,14 @@ cdef inline int bce_domain(const BCEOp* op, const real_t* a) noexcept nogil:
 
 # -- BCEWithLogitsLoss ---------------------------------------------------------------------------
 #@ loss(kernel="BCEWithLogits", element="bce_with_logits", options=[("bint", "has_pos_weight")],
-#@      operands=4, hessian="bce_with_logits_h", math32=True)
+#@      operands=4, hessian="bce_with_logits_h", math32=True, variant="bce_with_logits_variant")
+cdef inline int bce_with_logits_variant(const BCEWithLogitsOp* op) noexcept nogil:
+    return 1 if op.has_pos_weight else 0
+
+
 cdef inline real_t bce_with_logits(const BCEWithLogitsOp* op, const real_t* a, real_t g,
-                                   real_t* d) noexcept nogil:
+                                   real_t* d, const int variant) noexcept nogil:
+    # variant 1: pos_weight given (a constant in each copy of the math loop).
     # loss = w ((1 - y) x - (1 + (p - 1) y) log_sigmoid(x)), torch's form, finite at |x| = 1e4.
     # One exp(-|x|) serves log_sigmoid(x), log_sigmoid(-x) and sigmoid(x) (the kernel's hot cost).
     cdef real_t x = a[0], y = a[1], w = a[2] * g, p = a[3], zero = 0.0, one = 1.0
@@ -196,7 +201,7 @@ cdef inline real_t bce_with_logits(const BCEWithLogitsOp* op, const real_t* a, r
     cdef real_t ls = (x if x < zero else zero) - log1p_z          # log_sigmoid(x)
     cdef real_t sig = (one if x >= zero else z) / (one + z)    # a select, not a mispredicted branch
     cdef real_t t
-    if op.has_pos_weight:
+    if variant == 1:
         t = p * y
         d[0] = w * ((t + one - y) * sig - t)
         d[1] = w * (((-x) if x > zero else zero) - log1p_z - ls * p)   # log_sigmoid(-x) - p log_sigmoid(x)
@@ -208,11 +213,11 @@ cdef inline real_t bce_with_logits(const BCEWithLogitsOp* op, const real_t* a, r
 
 
 cdef inline real_t bce_with_logits_h(const BCEWithLogitsOp* op, const real_t* a, real_t g, real_t* d,
-                                     real_t* h) noexcept nogil:
+                                     real_t* h, const int variant) noexcept nogil:
     # d/dx of w ((t + 1 - y) sigmoid(x) - t), t = p y (t = y without pos_weight).
     cdef real_t one = 1.0
-    h[0] = g * a[2] * _logistic_variance(a[0]) * ((a[3] * a[1] + one - a[1]) if op.has_pos_weight else one)
-    return bce_with_logits(op, a, g, d)
+    h[0] = g * a[2] * _logistic_variance(a[0]) * ((a[3] * a[1] + one - a[1]) if variant == 1 else one)
+    return bce_with_logits(op, a, g, d, variant)
 
 
 # -- SoftMarginLoss ------------------------------------------------------------------------------
@@ -235,10 +240,15 @@ cdef inline real_t soft_margin_h(const SoftMarginOp* op, const real_t* a, real_t
 
 # -- KLDivLoss -----------------------------------------------------------------------------------
 #@ loss(kernel="KLDiv", element="kl_div", options=[("bint", "log_target")], operands=2,
-#@      hessian="kl_div_h", math32=True)
-cdef inline real_t kl_div(const KLDivOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+#@      hessian="kl_div_h", math32=True, variant="kl_div_variant")
+cdef inline int kl_div_variant(const KLDivOp* op) noexcept nogil:
+    return 1 if op.log_target else 0
+
+
+cdef inline real_t kl_div(const KLDivOp* op, const real_t* a, real_t g, real_t* d, const int variant) noexcept nogil:
+    # variant 1: log_target (a constant in each copy of the math loop).
     cdef real_t x = a[0], t = a[1], et, one = 1.0
-    if op.log_target:
+    if variant == 1:
         et = r_exp(t)
         d[0] = -g * et
         d[1] = g * et * (t - x + one)
@@ -251,24 +261,31 @@ cdef inline real_t kl_div(const KLDivOp* op, const real_t* a, real_t g, real_t* 
     return t * r_log(t) - t * x
 
 
-cdef inline real_t kl_div_h(const KLDivOp* op, const real_t* a, real_t g, real_t* d, real_t* h) noexcept nogil:
+cdef inline real_t kl_div_h(const KLDivOp* op, const real_t* a, real_t g, real_t* d, real_t* h,
+                           const int variant) noexcept nogil:
     h[0] = 0.0                  # linear in the input
-    return kl_div(op, a, g, d)
+    return kl_div(op, a, g, d, variant)
 
 
 # -- PoissonNLLLoss ------------------------------------------------------------------------------
 #@ loss(kernel="PoissonNLL", element="poisson_nll",
 #@      options=[("bint", "log_input"), ("bint", "full"), ("double", "eps")], operands=2,
-#@      hessian="poisson_nll_h", rerun_input_only=True, math32=True)
+#@      hessian="poisson_nll_h", rerun_input_only=True, math32=True, variant="poisson_nll_variant")
 # rerun_input_only: on the baseline ISA GCC vectorizes the input-only loop two elements at a time and
 # the full one four, so a chunk's last elements met the vector exp in one and the scalar exp in the
 # other, and backward(target too) differed from backward() in the last bit (issue #25). Making every
 # call take the full loop instead cost the common call 1.4x; this costs only the rare one its second
 # loop.
-cdef inline real_t poisson_nll(const PoissonNLLOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+cdef inline int poisson_nll_variant(const PoissonNLLOp* op) noexcept nogil:
+    return (1 if op.log_input else 0) | (2 if op.full else 0)
+
+
+cdef inline real_t poisson_nll(const PoissonNLLOp* op, const real_t* a, real_t g, real_t* d,
+                               const int variant) noexcept nogil:
+    # variant (a constant in each copy of the math loop): bit 0 log_input, bit 1 full.
     # eps and 2 pi in the input's precision, as torch's scalars meet a float32 tensor.
     cdef real_t x = a[0], y = a[1], value, log_xe, eps = op.eps, half = 0.5, two_pi = 2.0 * M_PI
-    if op.log_input:
+    if variant & 1:
         value = r_exp(x) - y * x
         d[0] = g * r_exp(x) - g * y
         d[1] = -g * x
@@ -277,7 +294,7 @@ cdef inline real_t poisson_nll(const PoissonNLLOp* op, const real_t* a, real_t g
         value = x - y * log_xe
         d[0] = g - g * y / (x + eps)     # torch: the upstream reaches 1 / (x + eps) already scaled
         d[1] = -g * log_xe
-    if op.full:
+    if variant & 2:
         # Stirling term only where y > 1 (masked_fill). Autograd still multiplies the masked zero by
         # log(y) and 1/y, so torch's target gradient is NaN where y <= 0.
         if y > 1.0:
@@ -289,10 +306,10 @@ cdef inline real_t poisson_nll(const PoissonNLLOp* op, const real_t* a, real_t g
 
 
 cdef inline real_t poisson_nll_h(const PoissonNLLOp* op, const real_t* a, real_t g, real_t* d,
-                                 real_t* h) noexcept nogil:
+                                 real_t* h, const int variant) noexcept nogil:
     cdef real_t eps = op.eps
-    h[0] = g * (r_exp(a[0]) if op.log_input else a[1] / ((a[0] + eps) * (a[0] + eps)))
-    return poisson_nll(op, a, g, d)
+    h[0] = g * (r_exp(a[0]) if variant & 1 else a[1] / ((a[0] + eps) * (a[0] + eps)))
+    return poisson_nll(op, a, g, d, variant)
 
 
 # -- GaussianNLLLoss -----------------------------------------------------------------------------
@@ -383,9 +400,15 @@ cdef inline double margin_ranking_h(const MarginRankingOp* op, const double* a, 
 # -- sigmoid focal loss --------------------------------------------------------------------------
 #@ loss(kernel="SigmoidFocal", element="sigmoid_focal",
 #@      options=[("double", "alpha"), ("double", "gamma")], operands=2, hessian="sigmoid_focal_h",
-#@      math32=True)
+#@      math32=True, variant="sigmoid_focal_variant")
+cdef inline int sigmoid_focal_variant(const SigmoidFocalOp* op) noexcept nogil:
+    # gamma 0, 1, 2 (2 the default): q^gamma and its derivatives without pow, so the loop vectorizes.
+    return 1 if op.gamma == 0.0 else (2 if op.gamma == 1.0 else (3 if op.gamma == 2.0 else 0))
+
+
+
 cdef inline real_t sigmoid_focal_h(const SigmoidFocalOp* op, const real_t* a, real_t g, real_t* d,
-                                   real_t* h) noexcept nogil:
+                                   real_t* h, const int variant) noexcept nogil:
     # torchvision.ops.sigmoid_focal_loss (Lin et al., "Focal Loss for Dense Object Detection", 2017):
     #   loss = a_t ce q^gm, ce = BCE-with-logits(x, y), q = 1 - p_t = s (1 - y) + (1 - s) y, s = sigmoid(x),
     #   a_t = alpha y + (1 - alpha)(1 - y) (1 when alpha < 0), gm = gamma.
@@ -404,19 +427,30 @@ cdef inline real_t sigmoid_focal_h(const SigmoidFocalOp* op, const real_t* a, re
     if alpha >= zero:
         at = alpha * y + (one - alpha) * (one - y)
         dat = two * alpha - one
-    cdef real_t qg = r_pow(q, gm)
-    # gm q^(gm-1) and gm (gm-1) q^(gm-2), 0 at q == 0 (where every term they multiply vanishes for gm >= 1)
-    cdef real_t qg1 = gm * r_pow(q, gm - one) if q > zero and gm != zero else zero
-    cdef real_t qg2 = gm * (gm - one) * r_pow(q, gm - two) if q > zero and gm != zero and gm != one else zero
+    # q^gm, gm q^(gm-1) and gm (gm-1) q^(gm-2), the last two 0 at q == 0 (where every term they
+    # multiply vanishes for gm >= 1). variant (sigmoid_focal_variant): 1: gm = 0, 2: gm = 1, 3: gm = 2,
+    # written without pow (pow(q, 2) is q q correctly rounded, as the product is); 0: any other gm.
+    cdef real_t qg, qg1, qg2
+    if variant == 1:
+        qg, qg1, qg2 = one, zero, zero
+    elif variant == 2:
+        qg, qg1, qg2 = q, (one if q > zero else zero), zero
+    elif variant == 3:
+        qg, qg1, qg2 = q * q, (two * q if q > zero else zero), (two if q > zero else zero)
+    else:
+        qg = r_pow(q, gm)
+        qg1 = gm * r_pow(q, gm - one) if q > zero and gm != zero else zero
+        qg2 = gm * (gm - one) * r_pow(q, gm - two) if q > zero and gm != zero and gm != one else zero
     d[0] = at * ((s - y) * qg + ce * qg1 * dq) * g
     d[1] = (dat * ce * qg + at * (-x * qg + ce * qg1 * (sc - s))) * g
     h[0] = at * (ss * qg + two * (s - y) * qg1 * dq + ce * qg2 * dq * dq + ce * qg1 * dq * (sc - s)) * g
     return at * ce * qg
 
 
-cdef inline real_t sigmoid_focal(const SigmoidFocalOp* op, const real_t* a, real_t g, real_t* d) noexcept nogil:
+cdef inline real_t sigmoid_focal(const SigmoidFocalOp* op, const real_t* a, real_t g, real_t* d,
+                                 const int variant) noexcept nogil:
     cdef real_t unused
-    return sigmoid_focal_h(op, a, g, d, &unused)
+    return sigmoid_focal_h(op, a, g, d, &unused, variant)
 
 
 # -- pinball loss --------------------------------------------------------------------------------
