@@ -12,6 +12,7 @@ LOSSENGINE_BUILD_ONLY=elementwise,classification to rebuild a subset.
 LOSSENGINE_SANITIZE=address,undefined builds the kernels with those sanitizers (the command
 that runs the tests under them: .ci/sanitize, described in docs/reliability.md).
 """
+import ast
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -129,11 +131,75 @@ def isa_variants() -> list:
     return [(v, march) for v, march in chosen if compiles("int main(void){return 0;}", [march])]
 
 
+class LossRow(NamedTuple):
+    """One loss's row in a family's losses file (pyx/<family>_losses.pxi): the ``#@ loss(...)``
+    comment above its math. The keys are that file header's."""
+    kernel: str
+    element: str
+    operands: int
+    options: tuple = ()
+    hessian: Optional[str] = None
+    domain: Optional[str] = None
+    variant: Optional[str] = None
+    rerun_input_only: bool = False
+    math32: bool = False
+
+
+def loss_rows(path: Path) -> list:
+    """The rows of a losses file, in file order. A row is a ``#@ loss(key=literal, ...)`` comment,
+    continued on the ``#@`` lines that follow it. A malformed row, a missing or unknown key, or a
+    function the row names that the file does not define as ``cdef inline`` stops the build with
+    the file and line."""
+    text = path.read_text()
+    rows, seen, lines = [], {}, text.split("\n")
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("#@"):
+            i += 1
+            continue
+        first = i
+        while i < len(lines) and lines[i].startswith("#@"):
+            i += 1
+        where = f"{path.name}:{first + 1}"
+        source = " ".join(line[2:].strip() for line in lines[first:i])
+        try:
+            call = ast.parse(source, mode="eval").body
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "loss"
+                    and not call.args):
+                raise ValueError("not loss(key=value, ...)")
+            fields = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+            if None in fields:
+                raise ValueError("** is not a row key")
+            row = LossRow(**fields)
+        except (SyntaxError, ValueError, TypeError) as exc:
+            raise SystemExit(f"{where}: a row is #@ loss(key=literal, ...) with the keys {LossRow._fields}"
+                             f" ({exc})") from None
+        types = {"kernel": str, "element": str, "operands": int, "options": (list, tuple), "hessian": (str, type(None)),
+                 "domain": (str, type(None)), "variant": (str, type(None)), "rerun_input_only": bool}
+        wrong = [key for key, kind in types.items() if not isinstance(getattr(row, key), kind)]
+        if wrong or not all(len(option) == 2 and all(isinstance(s, str) for s in option) for option in row.options):
+            raise SystemExit(f"{where}: {', '.join(wrong) or 'options'} of the wrong type; options is"
+                             f" [(C type, name)], operands an int, rerun_input_only a bool, the others names")
+        row = row._replace(options=tuple(tuple(option) for option in row.options))
+        if not 2 <= row.operands <= 4:
+            raise SystemExit(f"{where}: operands={row.operands}; an elementwise loss reads 2 to 4")
+        for key in ("element", "hessian", "domain", "variant"):
+            name = getattr(row, key)
+            if name is not None and not re.search(rf"^cdef inline \w+ {re.escape(name)}\(", text, re.M):
+                raise SystemExit(f"{where}: {key}={name!r}, but {path.name} defines no cdef inline {name}(...)")
+        if row.kernel in seen:
+            raise SystemExit(f"{where}: kernel={row.kernel!r} again (the row at line {seen[row.kernel]} has it)")
+        seen[row.kernel] = first + 1
+        rows.append(row)
+    return rows
+
+
 def render_templates():
     """pyx/*.pyx.tp -> pyx/*.pyx (Tempita, as scikit-learn builds its losses), and each family's type
-    stub lossengine/_<family>.pyi from lossengine/_<family>.pyi.tp with the same loss table (the
-    template's first ``{{py: ...}}`` block), so the stub lists exactly the kernels the module has.
-    The rendered files are build products."""
+    stub lossengine/_<family>.pyi from lossengine/_<family>.pyi.tp with the same loss table, so the stub
+    lists exactly the kernels the module has. A family's table is the rows of its losses file
+    pyx/<family>_losses.pxi where it has one (ELEMENTWISE: the elementwise family), else its template's
+    first ``{{py: ...}}`` block. The rendered files are build products."""
     from Cython import Tempita
 
     def write(target, rendered):
@@ -141,14 +207,19 @@ def render_templates():
             target.write_text(rendered)
 
     for template in sorted((HERE / "pyx").glob("*.pyx.tp")):
+        family = template.with_suffix("").stem
         source = template.read_text()
-        text = Tempita.sub(source, name=str(template.relative_to(HERE)))
+        losses = template.with_name(f"{family}_losses.pxi")
+        rows = {family.upper(): loss_rows(losses)} if losses.exists() else {}
+        text = Tempita.sub(source, name=str(template.relative_to(HERE)), **rows)
         write(template.with_suffix(""),
               f"# Generated from {template.name} by setup.py: edit the template, not this file.\n" + text)
-        stub = HERE / "lossengine" / f"_{template.with_suffix('').stem}.pyi.tp"
+        stub = HERE / "lossengine" / f"_{family}.pyi.tp"
         if stub.exists():
-            table = {}
-            exec(re.search(r"\{\{py:\n(.*?)\n\}\}", source, re.S).group(1), table)
+            table = dict(rows)
+            block = re.search(r"\{\{py:\n(.*?)\n\}\}", source, re.S)
+            if block:
+                exec(block.group(1), table)
             table = {k: v for k, v in table.items() if k.isupper()}
             write(stub.with_suffix(""), Tempita.sub(stub.read_text(), name=str(stub.relative_to(HERE)), **table))
 
@@ -203,4 +274,7 @@ def variant_extensions(exts: list) -> list:
     return variants
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+# Guarded so that tests can load loss_rows and render_templates without building (setuptools and
+# pip run this file as __main__).
+if __name__ == "__main__":
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

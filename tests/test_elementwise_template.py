@@ -1,0 +1,150 @@
+"""The elementwise family's two source files (issue #29): pyx/elementwise_losses.pxi holds each loss's
+row and math, pyx/elementwise.pyx.tp the driver that names no loss. setup.py reads the rows
+(``loss_rows``) and renders the driver and the type stub from them (``render_templates``)."""
+import inspect
+import re
+import runpy
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lossengine import _elementwise
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSSES = ROOT / "pyx" / "elementwise_losses.pxi"
+if not (ROOT / "setup.py").exists() or not LOSSES.exists():
+    pytest.skip("needs the source tree (setup.py and pyx/)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def setup_py():
+    """setup.py's functions, without building (its setup() call runs only as __main__)."""
+    return runpy.run_path(str(ROOT / "setup.py"), run_name="lossengine_setup")
+
+
+def test_the_compiled_module_has_one_kernel_per_row(setup_py):
+    rows = setup_py["loss_rows"](LOSSES)
+    kernels = {name for name, obj in vars(_elementwise).items()
+               if inspect.isclass(obj) and issubclass(obj, _elementwise.ElementwiseKernel)
+               and obj is not _elementwise.ElementwiseKernel}
+    assert kernels == {row.kernel for row in rows} | {"Plugin"}
+    for row in rows:
+        cls = getattr(_elementwise, row.kernel)
+        kernel = cls.__new__(cls)           # __cinit__ sets the operand count and the entry points
+        assert cls.fields == tuple(name for _, name in row.options), row.kernel
+        assert kernel.operands == row.operands, row.kernel
+        assert kernel.has_hessian == (row.hessian is not None), row.kernel
+
+
+def test_the_driver_names_no_loss(setup_py):
+    """Every loss-specific name is in the losses file: the driver template names none of them."""
+    driver = (ROOT / "pyx" / "elementwise.pyx.tp").read_text()
+    code = re.sub(r'"""(.*?)"""|#[^\n]*', "", driver, flags=re.S)     # comments may name examples
+    assert "PluginOp" in code and "value_and_partials" in code
+    for row in setup_py["loss_rows"](LOSSES):
+        for name in (row.kernel, row.element, row.hessian, row.domain, row.variant):
+            if name is not None:
+                assert not re.search(rf"\b{name}(Op)?\b", code), name
+
+
+CUBE = '''
+
+# -- a loss added as CONTRIBUTING.md says: its row and its math, nothing else -------------------------
+#@ loss(kernel="Cube", element="cube", options=[("double", "k")], operands=2, hessian="cube_h",
+#@      domain="cube_domain")
+cdef inline double cube_h(const CubeOp* op, const double* a, double g, double* d, double* h) noexcept nogil:
+    cdef double z = a[0] - a[1]
+    d[0] = 3.0 * op.k * z * z * g
+    d[1] = -d[0]
+    h[0] = 6.0 * op.k * z * g
+    return op.k * z * z * z
+
+
+cdef inline double cube(const CubeOp* op, const double* a, double g, double* d) noexcept nogil:
+    cdef double unused
+    return cube_h(op, a, g, d, &unused)
+
+
+cdef inline int cube_domain(const CubeOp* op, const double* a) noexcept nogil:
+    return (a[1] != a[1]) << 1
+'''
+
+
+def _scratch_tree(tmp_path, setup_py, extra=""):
+    """A copy of the templates with ``extra`` appended to the losses file; setup.py's functions
+    pointed at it."""
+    (tmp_path / "pyx").mkdir()
+    (tmp_path / "lossengine").mkdir()
+    for name in ("elementwise.pyx.tp", "elementwise_losses.pxi"):
+        shutil.copy(ROOT / "pyx" / name, tmp_path / "pyx" / name)
+    shutil.copy(ROOT / "lossengine" / "_elementwise.pyi.tp", tmp_path / "lossengine")
+    with open(tmp_path / "pyx" / "elementwise_losses.pxi", "a") as f:
+        f.write(extra)
+    setup_py["render_templates"].__globals__["HERE"] = tmp_path
+    return tmp_path
+
+
+def test_a_new_loss_is_its_row_and_math(tmp_path, setup_py):
+    """One row and its functions in the losses file render the option struct, the fused type's member,
+    every dispatch branch, both entry points of each mode, the kernel class and the stub entry."""
+    tree = _scratch_tree(tmp_path, setup_py, CUBE)
+    try:
+        setup_py["render_templates"]()
+    finally:
+        setup_py["render_templates"].__globals__["HERE"] = ROOT
+    pyx = (tree / "pyx" / "elementwise.pyx").read_text()
+    for generated in ("cdef struct CubeOp:\n    double k\n",
+                      "ctypedef fused ElementwiseOp:\n",
+                      "    elif ElementwiseOp is CubeOp:\n        return cube(op, a, g, d)\n",
+                      "    elif ElementwiseOp is CubeOp:\n        return cube_h(op, a, g, d, h)\n",
+                      "    elif ElementwiseOp is CubeOp:\n        return 2\n",
+                      "    elif ElementwiseOp is CubeOp:\n        return cube_domain(op, a)\n",
+                      "cdef void _block_Cube_float(", "cdef void _block_Cube_double(",
+                      "cdef void _hblock_Cube_float(", "cdef void _hblock_Cube_double(",
+                      "cdef class Cube(ElementwiseKernel):", "        self.hessian_blocks[1] = _hblock_Cube_double\n",
+                      "    def __init__(self, double k):\n        self.op.k = k\n",
+                      'include "elementwise_losses.pxi"'):
+        assert generated in pyx, generated
+    fused = pyx.split("ctypedef fused ElementwiseOp:\n", 1)[1].split("\n\n", 1)[0]
+    assert "    CubeOp\n" in fused + "\n"
+    stub = (tree / "lossengine" / "_elementwise.pyi").read_text()
+    assert "class Cube(ElementwiseKernel):\n    def __init__(self, k: float) -> None: ..." in stub
+
+
+@pytest.mark.parametrize("row, message", [
+    ('#@ loss(kernel="Bad", element="l1", operands=2, colour="red")', "unexpected keyword"),
+    ('#@ loss(kernel="Bad", operands=2)', "missing 1 required"),
+    ('#@ loss("Bad", element="l1", operands=2)', "not loss"),
+    ('#@ loss(kernel="Bad", element="l1", operands=TWO)', "malformed"),
+    ('#@ loss(kernel="Bad", element="l1",\n#@      operands=2', "was never closed"),
+    ('#@ loss(kernel="Bad", element="nowhere", operands=2)', "element='nowhere', but elementwise_losses.pxi defines no"),
+    ('#@ loss(kernel="Bad", element="l1", operands=2, hessian="l1_hh")', "hessian='l1_hh'"),
+    ('#@ loss(kernel="Bad", element="l1", operands=5)', "operands=5"),
+    ('#@ loss(kernel="Bad", element="l1", operands=2, options=["double k"])', "options of the wrong type"),
+    ('#@ loss(kernel="Bad", element="l1", operands=2.0)', "operands of the wrong type"),
+    ('#@ loss(kernel="L1", element="l1", operands=2)', "kernel='L1' again (the row at line "),
+])
+def test_a_bad_row_stops_the_build_naming_its_line(tmp_path, setup_py, row, message):
+    tree = _scratch_tree(tmp_path, setup_py, "\n\n" + row + "\n")
+    setup_py["render_templates"].__globals__["HERE"] = ROOT
+    losses = tree / "pyx" / "elementwise_losses.pxi"
+    line = len(LOSSES.read_text().split("\n")) + 2
+    with pytest.raises(SystemExit) as raised:
+        setup_py["loss_rows"](losses)
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(f"elementwise_losses.pxi:{line}: ")
+
+
+def test_editing_the_math_alone_recompiles_the_module():
+    """cythonize's dependency tracking follows the driver's include to the losses file, so a change to
+    the math alone (the rendered .pyx unchanged) still regenerates the C."""
+    from Cython.Build.Dependencies import create_dependency_tree
+    from Cython.Compiler.Main import Context
+
+    context = Context([str(ROOT / "pyx"), str(ROOT)], {}, options=None)
+    pyx = ROOT / "pyx" / "elementwise.pyx"
+    if not pyx.exists():
+        pytest.skip("pyx/elementwise.pyx is rendered by the build")
+    tree = create_dependency_tree(context)
+    assert str(LOSSES) in {str(Path(p).resolve()) for p in tree.all_dependencies(str(pyx))}
