@@ -18,11 +18,20 @@ does not survive fork, and that thread's next parallel region would wait forever
 exist only in the parent. Other threads of the child start a pool of their own and are unaffected.
 
 Results never depend on the count: blocks are fixed, threads only decide who computes which.
+
+Beside another OpenMP runtime (XGBoost's wheels bundle their own libgomp): an idle libgomp worker
+spin-waits for milliseconds after a parallel region before it sleeps, and neither runtime knows the
+other's threads, so a worker of one spins on a core the other's team needs. The boosting adapters
+call the loss ``beside_another_runtime()`` when the library's runtime is another one
+(``shares_openmp_runtime``): one thread by default, and no worker left spinning after the call
+(``release_workers()``); docs/threads.md has the figures.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
+import functools
 import math
 import os
 import threading
@@ -175,3 +184,77 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         _override.reset(token)
+
+
+# -- beside another OpenMP runtime -----------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _own_runtime() -> ctypes.CDLL | None:
+    """A ctypes handle through which symbol lookups reach the OpenMP runtime the kernels were bound
+    to: the compiled module's own (dlsym on a library's handle searches it and its dependencies)."""
+    from . import _elementwise
+
+    try:
+        return ctypes.CDLL(_elementwise.__file__)
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def _symbol(lib: object, name: str) -> object | None:
+    try:
+        return getattr(lib, name)
+    except (AttributeError, OSError, TypeError, ValueError):   # no such symbol (no OpenMP), not a library
+        return None
+
+
+def _address(function: object | None) -> int | None:
+    return None if function is None else ctypes.cast(function, ctypes.c_void_p).value
+
+
+def shares_openmp_runtime(lib: object) -> bool:
+    """Whether the native library behind the ctypes handle ``lib`` (XGBoost's ``xgboost.core._LIB``,
+    LightGBM's ``lightgbm.basic._LIB``) runs its OpenMP loops on lossengine's runtime: the same
+    ``omp_get_max_threads``, as each one's dynamic linking resolved it. True as well when either has
+    no OpenMP (no second runtime then)."""
+    ours = _address(_symbol(_own_runtime(), "omp_get_max_threads"))
+    theirs = _address(_symbol(lib, "omp_get_max_threads"))
+    return ours is None or theirs is None or ours == theirs
+
+
+@functools.lru_cache(maxsize=None)
+def _pause_all():
+    pause = _symbol(_own_runtime(), "omp_pause_resource_all")     # OpenMP 5.0: libgomp >= 9, LLVM >= 8
+    if pause is not None:
+        pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
+    return pause
+
+
+OMP_PAUSE_SOFT = 1      # omp_pause_resource_t's omp_pause_soft
+
+
+@contextlib.contextmanager
+def beside_another_runtime() -> Iterator[None]:
+    """For a call made between a library's parallel loops on another OpenMP runtime (XGBoost's): the
+    default count runs the call on one thread (the library's team holds the cores: its workers
+    spin-wait through the call), an explicit count (``threads(n)``, ``set_num_threads(n)``) is kept,
+    and lossengine's workers for the calling thread are released afterwards, not left spin-waiting
+    through the library's next loop."""
+    token = _override.set(1) if _override.get() is None and _explicit is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _override.reset(token)
+        release_workers()
+
+
+def release_workers() -> bool:
+    """End the worker threads lossengine's OpenMP runtime keeps for the calling thread (OpenMP 5.0's
+    ``omp_pause_resource_all(omp_pause_soft)``), instead of leaving them to spin-wait for the next
+    call; the next parallel call starts new ones (about 0.1 ms). For a caller that knows another
+    runtime's threads need the cores next. Not done in the thread that forked this process (its
+    pool's threads do not exist in the child: releasing them would wait for them for ever), inside a
+    parallel region (the runtime refuses) or without OpenMP. Returns whether the runtime did it."""
+    if _in_forked_thread():
+        return False
+    pause = _pause_all()
+    return pause is not None and pause(OMP_PAUSE_SOFT) == 0

@@ -40,6 +40,13 @@ __all__ = ["objective", "metric", "start_score", "init_score", "add_start_score"
 _UNSET = object()
 
 
+def _library():
+    """LightGBM's native library (a ctypes handle): the OpenMP runtime its trees are grown on."""
+    from lightgbm import basic
+
+    return getattr(basic, "_LIB", None)
+
+
 def _multiclass_factor(k: int) -> float:
     return k / (k - 1.0)      # LightGBM multiclass: h = K / (K - 1) p (1 - p) w
 
@@ -52,9 +59,11 @@ def objective(loss: Any, *, hessian: str = "exact", surrogate: Any = _UNSET, min
     hessian = _boosting.check_hessian(hessian)
     sur = _boosting.default_surrogate(loss) if surrogate is _UNSET else surrogate
 
+    foreign = _boosting.ForeignRuntime(_library)
+
     def fobj(preds: np.ndarray, dataset) -> tuple[np.ndarray, np.ndarray]:
         return _boosting.gradient_hessian(loss, preds, dataset.get_label(), dataset.get_weight(), sur, min_hessian,
-                                          hessian, _multiclass_factor)
+                                          hessian, _multiclass_factor, foreign_runtime=bool(foreign))
 
     fobj.loss = loss
     return fobj

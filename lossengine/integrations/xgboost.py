@@ -16,7 +16,10 @@ grad and hess returned as (N, K), the layout XGBoost >= 2.0 takes. ``hessian="li
 built-in Hessian where it differs from the exact one (multi:softprob's max(2 p (1 - p), 1e-16),
 count:poisson's exp(x + 0.7); count:poisson also sets the tree parameter ``max_delta_step`` to 0.7,
 which a custom objective must pass in its params to grow the same trees); see
-lossengine/integrations/_boosting.py for the surrogate, the weights and the floor.
+lossengine/integrations/_boosting.py for the surrogate, the weights and the floor. XGBoost's wheels
+bundle their own OpenMP runtime: beside it the objective runs on one thread unless a count is set
+(``lossengine.threads``), and no lossengine worker is left spin-waiting after a call
+(docs/threads.md, "With XGBoost and LightGBM").
 ``metric(loss)`` -> ``custom_metric(preds, dtrain) -> (name, value)``, the sample-weighted loss under
 the loss's reduction, at the raw predictions (what XGBoost passes when a custom objective is in use).
 
@@ -42,6 +45,13 @@ __all__ = ["objective", "metric", "start_score"]
 _UNSET = object()
 
 
+def _library():
+    """XGBoost's native library (a ctypes handle): the OpenMP runtime its trees are grown on."""
+    from xgboost import core
+
+    return getattr(core, "_LIB", None)
+
+
 def _softprob_factor(k: int) -> float:
     return 2.0      # multi:softprob: h = max(2 p (1 - p) w, 1e-16)
 
@@ -58,9 +68,11 @@ def objective(loss: Any, *, hessian: str = "exact", surrogate: Any = _UNSET, min
     hessian = _boosting.check_hessian(hessian)
     sur = _boosting.default_surrogate(loss) if surrogate is _UNSET else surrogate
 
+    foreign = _boosting.ForeignRuntime(_library)
+
     def obj(preds: np.ndarray, dtrain) -> tuple[np.ndarray, np.ndarray]:
         return _boosting.gradient_hessian(loss, preds, dtrain.get_label(), dtrain.get_weight(), sur, min_hessian,
-                                          hessian, _softprob_factor)
+                                          hessian, _softprob_factor, foreign_runtime=bool(foreign))
 
     obj.loss = loss
     return obj
