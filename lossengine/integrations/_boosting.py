@@ -29,7 +29,7 @@ the library's layout: the constant raw prediction the built-in objectives start 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -154,6 +154,24 @@ def gradient_hessian(loss, preds: np.ndarray, labels: Any, weights: Any, surroga
     if hess.size and not hess.min() >= min_hessian:
         np.maximum(hess, min_hessian, out=hess)
     return grad, hess
+
+
+def objective_function(loss: Any, hessian: str, surrogate: Any, min_hessian: float, library,
+                       softmax_factor, unset: Any) -> Callable:
+    """The ``(preds, data) -> (grad, hess)`` objective XGBoost and LightGBM both take: ``data`` a
+    DMatrix or a Dataset (each has get_label and get_weight); ``library`` () -> the library's ctypes
+    handle (``ForeignRuntime``); ``surrogate is unset``: the loss's default surrogate."""
+    loss = resolve(loss)
+    hessian = check_hessian(hessian)
+    sur = default_surrogate(loss) if surrogate is unset else surrogate
+    foreign = ForeignRuntime(library)
+
+    def objective(preds: np.ndarray, data) -> tuple[np.ndarray, np.ndarray]:
+        return gradient_hessian(loss, preds, data.get_label(), data.get_weight(), sur, min_hessian, hessian,
+                                softmax_factor, foreign_runtime=bool(foreign))
+
+    objective.loss = loss
+    return objective
 
 
 class ForeignRuntime:

@@ -55,18 +55,7 @@ def objective(loss: Any, *, hessian: str = "exact", surrogate: Any = _UNSET, min
     """``fobj(preds, dataset) -> (grad, hess)`` for ``lightgbm.train({"objective": fobj, ...})``;
     ``hessian``, ``surrogate`` and ``min_hessian`` as for lossengine.integrations.xgboost.objective
     ("library": LightGBM's built-in objective's Hessian)."""
-    loss = _boosting.resolve(loss)
-    hessian = _boosting.check_hessian(hessian)
-    sur = _boosting.default_surrogate(loss) if surrogate is _UNSET else surrogate
-
-    foreign = _boosting.ForeignRuntime(_library)
-
-    def fobj(preds: np.ndarray, dataset) -> tuple[np.ndarray, np.ndarray]:
-        return _boosting.gradient_hessian(loss, preds, dataset.get_label(), dataset.get_weight(), sur, min_hessian,
-                                          hessian, _multiclass_factor, foreign_runtime=bool(foreign))
-
-    fobj.loss = loss
-    return fobj
+    return _boosting.objective_function(loss, hessian, surrogate, min_hessian, _library, _multiclass_factor, _UNSET)
 
 
 def metric(loss: Any) -> Callable:

@@ -64,18 +64,7 @@ def objective(loss: Any, *, hessian: str = "exact", surrogate: Any = _UNSET, min
     surrogate: the Hessian used where the loss's is not positive (default: the loss's
     ``hessian_surrogate``, 1.0 for L1/pinball/Huber/hinge, None for the others); min_hessian: the
     floor of every (weighted) Hessian."""
-    loss = _boosting.resolve(loss)
-    hessian = _boosting.check_hessian(hessian)
-    sur = _boosting.default_surrogate(loss) if surrogate is _UNSET else surrogate
-
-    foreign = _boosting.ForeignRuntime(_library)
-
-    def obj(preds: np.ndarray, dtrain) -> tuple[np.ndarray, np.ndarray]:
-        return _boosting.gradient_hessian(loss, preds, dtrain.get_label(), dtrain.get_weight(), sur, min_hessian,
-                                          hessian, _softprob_factor, foreign_runtime=bool(foreign))
-
-    obj.loss = loss
-    return obj
+    return _boosting.objective_function(loss, hessian, surrogate, min_hessian, _library, _softprob_factor, _UNSET)
 
 
 def metric(loss: Any) -> Callable:
