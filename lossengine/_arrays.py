@@ -16,14 +16,20 @@ import numpy as np
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def converted(name: str, value: Any, expected: str) -> np.ndarray:
+    """``np.asarray(value)``, or a TypeError naming ``name`` and what was ``expected`` (ragged nested
+    lists and the like)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be {expected}; could not convert it: {exc}") from None
+
+
 def float_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a floating-point ndarray (any layout); TypeError naming ``name`` otherwise."""
     if type(value) is not np.ndarray:
         require_host_memory(name, value)
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise TypeError(f"{name} must be a floating-point array; could not convert it: {exc}") from None
+    arr = converted(name, value, "a floating-point array")
     if arr.dtype.kind != "f":
         raise TypeError(
             f"{name} must be a floating-point array (float32 or float64), got dtype {arr.dtype}"
@@ -68,10 +74,7 @@ def index_array(name: str, value: Any) -> np.ndarray:
     """Class indices: any integer dtype, as a native int64 C-contiguous array."""
     if type(value) is not np.ndarray:
         require_host_memory(name, value)
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} must be an integer array; could not convert it: {exc}") from None
+    arr = converted(name, value, "an integer array")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an array of integer class indices, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
@@ -149,10 +152,7 @@ def grad_output_operand(grad_output: Any, reduction: str, loss_shape: tuple,
         except OverflowError:
             raise ValueError(f"grad_output must fit in a double, got an integer with "
                              f"{len(str(abs(grad_output)))} digits") from None
-    try:
-        go = np.asarray(grad_output)
-    except (ValueError, TypeError) as exc:
-        raise TypeError(f"grad_output must be a real number or array: {exc}") from None
+    go = converted("grad_output", grad_output, "a real number or array")
     if go.dtype.kind not in "fiub":
         raise TypeError(f"grad_output must be real-valued, got dtype {go.dtype}")
     if go.ndim == 0:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _arrays
 from .domains import Interval, domain_of
 
 # 10 eps inside the link's range: scikit-learn's clip in its fit_intercept_only.
@@ -50,10 +51,7 @@ _MAX_ITER = 200
 # -- sample weights ------------------------------------------------------------------------------
 def sample_weight_array(sample_weight: Any, n: int) -> np.ndarray:
     """``sample_weight`` as a float64 (n,) array: one finite real per sample (the leading axis)."""
-    try:
-        w = np.asarray(sample_weight)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"sample_weight must be an array of {n} real numbers; could not convert it: {exc}") from None
+    w = _arrays.converted("sample_weight", sample_weight, f"an array of {n} real numbers")
     if w.dtype.kind not in "fiub":
         raise TypeError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
     if w.shape != (n,):
