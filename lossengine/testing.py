@@ -20,7 +20,7 @@ from . import registry
 from .validation import CheckReport, check
 
 __all__ = ["assert_loss_valid", "loss_params", "parametrize_losses", "rejected_params", "RejectedLoss",
-           "LossCheckFailed"]
+           "LossCheckFailed", "residual_pairs"]
 
 
 class LossCheckFailed(AssertionError):
@@ -30,6 +30,18 @@ class LossCheckFailed(AssertionError):
         self.report = report
         failed = sorted({f.check for f in report.failures})
         super().__init__(f"{report.loss} failed the lossengine validator ({', '.join(failed)}):\n{report}")
+
+
+def residual_pairs(rng, dtype, shape: tuple = (4, 5)):
+    """``(input, target)`` for a regression loss's ``sample_inputs``: residuals target - input at four
+    scales (1e-9, 0.3, 3 and 40 times a standard normal: far inside and far outside a loss's scale
+    parameter), and ties (the first two entries of the first row). ``rng`` a numpy Generator."""
+    import numpy as np
+
+    x = 2.0 * rng.standard_normal(shape)
+    y = x + rng.choice(np.array([1e-9, 0.3, 3.0, 40.0]), shape) * rng.standard_normal(shape)
+    y[(0,) * (len(shape) - 1) + (slice(0, 2),)] = x[(0,) * (len(shape) - 1) + (slice(0, 2),)]
+    return x.astype(dtype), y.astype(dtype)
 
 
 def assert_loss_valid(loss: Any, *, seed: int = 0) -> CheckReport:
