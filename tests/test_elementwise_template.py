@@ -148,3 +148,22 @@ def test_editing_the_math_alone_recompiles_the_module():
         pytest.skip("pyx/elementwise.pyx is rendered by the build")
     tree = create_dependency_tree(context)
     assert str(LOSSES) in {str(Path(p).resolve()) for p in tree.all_dependencies(str(pyx))}
+
+
+def test_contributing_walkthrough_renders(tmp_path, setup_py):
+    """CONTRIBUTING.md's walkthrough, its row and math blocks appended as they are written there, is a
+    loss the build accepts: its functions are found and its kernel class rendered."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    steps = text.split("1. **The row**", 1)[1].split("3. **The declaration**", 1)[0]
+    code = "\n".join(line[7:] if line.startswith("       ") else "" for line in steps.split("\n"))
+    assert code.count("#@ loss(") == 1 and "cdef inline" in code
+    tree = _scratch_tree(tmp_path, setup_py, "\n\n" + code.strip() + "\n")
+    try:
+        setup_py["render_templates"]()
+    finally:
+        setup_py["render_templates"].__globals__["HERE"] = ROOT
+    row = setup_py["loss_rows"](tree / "pyx" / "elementwise_losses.pxi")[-1]
+    pyx = (tree / "pyx" / "elementwise.pyx").read_text()
+    assert f"cdef class {row.kernel}(ElementwiseKernel):" in pyx and f"cdef struct {row.kernel}Op:" in pyx
+    declaration = text.split("3. **The declaration**", 1)[1].split("Nothing else lists it", 1)[0]
+    assert f"kernel = _elementwise.{row.kernel}\n" in declaration

@@ -1,7 +1,7 @@
 """The elementwise family: one declaration per loss over one compiled driver.
 
 A loss here is its declaration: registry ``name``, ``kernel`` (its class in lossengine._elementwise,
-generated from the table in pyx/elementwise.pyx.tp), ``options`` in torch's order, argument
+generated from its row in pyx/elementwise_losses.pxi), ``options`` in torch's order, argument
 ``domains`` (the validator's samples), ``differentiable`` and ``broadcast_arguments`` where they
 differ from the family's, and torch's ``domain_errors``. ``ElementwiseLoss`` supplies the family's
 hooks of the compute skeleton (lossengine.base.FusedLoss): arguments normalized by
