@@ -41,21 +41,14 @@
 
 from cpython.pycapsule cimport PyCapsule_New
 
+# libmvec vector exp, log, log1p, expm1, tanh for the plugin's loops (lossengine/_libmvec.pxd).
+from lossengine._libmvec cimport LIBMVEC_DECLARED
+
 cdef extern from *:
     """
     #define LOSSENGINE_ELEMENT_FN_CAPSULE_NAME "lossengine.elementwise_api.element_fn.v1"
     #define LOSSENGINE_CHUNK_FN_CAPSULE_NAME "lossengine.elementwise_api.chunk_fn.v1"
     #define LOSSENGINE_HESSIAN_FN_CAPSULE_NAME "lossengine.elementwise_api.hessian_fn.v1"
-    #if defined(__GNUC__) && defined(__x86_64__) && defined(LE_USE_LIBMVEC)
-    /* As in lossengine's own kernels: glibc's libmvec has vector variants of these, which math.h
-       declares only under -ffast-math. Declared here (the plugin's build defines LE_USE_LIBMVEC and
-       links -lmvec when lossengine itself was built so), a chunk loop calling them vectorizes. */
-    __attribute__((__simd__("notinbranch"))) double exp(double);
-    __attribute__((__simd__("notinbranch"))) double log(double);
-    __attribute__((__simd__("notinbranch"))) double log1p(double);
-    __attribute__((__simd__("notinbranch"))) double expm1(double);
-    __attribute__((__simd__("notinbranch"))) double tanh(double);
-    #endif
     """
     const char* ELEMENT_FN_CAPSULE_NAME "LOSSENGINE_ELEMENT_FN_CAPSULE_NAME"
     const char* CHUNK_FN_CAPSULE_NAME "LOSSENGINE_CHUNK_FN_CAPSULE_NAME"

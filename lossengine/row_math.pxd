@@ -18,9 +18,9 @@ cdef extern from *:
        k is rounded with the 1.5 * 2^23 trick because rintf only vectorizes with SSE4.1. Below
        -87.3 (exp underflows float32's normal range) the result is 0; NaN propagates. For x <= 0
        only (scores minus their max): 2^k is not built for k > 127. */
-    static inline float lossengine_expf_nonpositive(float x) {
-        const float lo = -87.33654f;
-        float xc = x < lo ? lo : x;
+    /* The shared core: exp(xc) = p * 2^kf for xc in the polynomial's range; kf (an integer in a
+       float) is written to *kf. Callers clamp xc first and build 2^kf their way. */
+    static inline float lossengine_expf_reduced(float xc, float* kf_out) {
         float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
         float r = xc - kf * 0.693359375f;
         r = r - kf * -2.12194440e-4f;
@@ -31,6 +31,15 @@ cdef extern from *:
         p = p * r + 1.6666665459E-1f;
         p = p * r + 5.0000001201E-1f;
         p = p * (r * r) + r + 1.0f;
+        *kf_out = kf;
+        return p;
+    }
+
+    static inline float lossengine_expf_nonpositive(float x) {
+        const float lo = -87.33654f;
+        float xc = x < lo ? lo : x;
+        float kf;
+        float p = lossengine_expf_reduced(xc, &kf);
         union { unsigned int i; float f; } u;
         u.i = ((unsigned int)((int)kf + 127)) << 23;
         float y = p * u.f;

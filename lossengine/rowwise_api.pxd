@@ -61,20 +61,16 @@
 from libc.stdint cimport int64_t
 from cpython.pycapsule cimport PyCapsule_New
 
+# libmvec vector exp, log, log1p, expm1, tanh for the plugin's loops (lossengine/_libmvec.pxd).
+from lossengine._libmvec cimport LIBMVEC_DECLARED
+
 cdef extern from *:
     """
     #define LOSSENGINE_ROW_FN_CAPSULE_NAME "lossengine.rowwise_api.row_fn.v1"
     #define LOSSENGINE_ROW_F32_FN_CAPSULE_NAME "lossengine.rowwise_api.row_f32_fn.v1"
     #define LOSSENGINE_ROW_F32_SCALED_FN_CAPSULE_NAME "lossengine.rowwise_api.row_f32_scaled_fn.v1"
     #if defined(__GNUC__) && defined(__x86_64__) && defined(LE_USE_LIBMVEC)
-    /* As in lossengine's own kernels: glibc's libmvec has vector variants of these, which math.h
-       declares only under -ffast-math. Declared here (the plugin's build defines LE_USE_LIBMVEC and
-       links -lmvec when lossengine itself was built so), a row loop calling them vectorizes. */
-    __attribute__((__simd__("notinbranch"))) double exp(double);
-    __attribute__((__simd__("notinbranch"))) double log(double);
-    __attribute__((__simd__("notinbranch"))) double log1p(double);
-    __attribute__((__simd__("notinbranch"))) double expm1(double);
-    __attribute__((__simd__("notinbranch"))) double tanh(double);
+    /* lossengine/_libmvec.pxd declares the double functions; float ones for row loops: */
     __attribute__((__simd__("notinbranch"))) float expf(float);
     __attribute__((__simd__("notinbranch"))) float logf(float);
     #endif

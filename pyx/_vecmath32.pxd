@@ -16,6 +16,9 @@
 #     exp 0.97 ulp, log 0.83 ulp, log1p 1.44 ulp, expm1 1.68 ulp (max), specials exact.
 # Not for x86's rounding modes other than round-to-nearest (exp's 1.5 * 2^23 trick assumes it).
 
+# row_math first: its C block (lossengine_expf_reduced, the Cephes core le_expf shares) must precede ours.
+from lossengine.row_math cimport expf_nonpositive
+
 cdef extern from *:
     """
     #include <stdint.h>
@@ -31,16 +34,8 @@ cdef extern from *:
     static inline float le_expf(float x) {
         float xc = x > -104.0f ? x : -104.0f;    /* exp(-104) rounds to 0; NaN -> -104, restored below */
         xc = xc < 89.0f ? xc : 89.0f;            /* exp(89) overflows */
-        float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-        float r = xc - kf * 0.693359375f;
-        r = r - kf * -2.12194440e-4f;
-        float p = 1.9875691500E-4f;
-        p = p * r + 1.3981999507E-3f;
-        p = p * r + 8.3334519073E-3f;
-        p = p * r + 4.1665795894E-2f;
-        p = p * r + 1.6666665459E-1f;
-        p = p * r + 5.0000001201E-1f;
-        p = p * (r * r) + r + 1.0f;
+        float kf;
+        float p = lossengine_expf_reduced(xc, &kf);   /* lossengine/row_math.pxd */
         int32_t k = (int32_t)kf;
         int32_t k1 = k >> 1;                     /* floor(k / 2): k1 and k - k1 in [-75, 64] */
         float s1 = le_f32_from_bits((uint32_t)(k1 + 127) << 23);
