@@ -139,8 +139,8 @@ def isa_variants() -> list:
 
 
 class LossRow(NamedTuple):
-    """One loss's row in a family's losses file (pyx/<family>_losses.pxi): the ``#@ loss(...)``
-    comment above its math. The keys are that file header's."""
+    """One elementwise loss's row in pyx/elementwise_losses.pxi: the ``#@ loss(...)`` comment above its
+    math. The keys are that file header's."""
     kernel: str
     element: str
     operands: int
@@ -151,12 +151,50 @@ class LossRow(NamedTuple):
     rerun_input_only: bool = False
     math32: bool = False
 
+    FUNCTIONS = ("element", "hessian", "domain", "variant")    # keys naming a cdef inline function
+
+    def problem(self):
+        if not 2 <= self.operands <= 4:
+            return f"operands={self.operands}; an elementwise loss reads 2 to 4"
+
+
+class ClassificationRow(NamedTuple):
+    """One classification loss's row in pyx/classification_losses.pxi: the ``#@ loss(...)`` comment
+    above its row function. The keys are that file header's."""
+    kernel: str
+    row: str
+    targets: Optional[str]
+    options: tuple = ()
+    hessian: bool = False
+    lanes: Optional[str] = None
+
+    FUNCTIONS = ("row", "lanes")
+    TARGETS = ("ignorable", "indices", "listed", None)
+
+    def problem(self):
+        if self.targets not in self.TARGETS:
+            return f"targets={self.targets!r}; a classification loss's targets are one of {self.TARGETS}"
+
+
+# A family's losses file pyx/<family>_losses.pxi and the type of its rows.
+ROW_TYPES = {"elementwise": LossRow, "classification": ClassificationRow}
+
+
+def _is_a(value, annotation) -> bool:
+    """Whether a row's literal has the type its key is annotated with (a tuple key takes a list)."""
+    kinds = {str: str, int: int, bool: bool, tuple: (list, tuple), Optional[str]: (str, type(None))}[annotation]
+    return isinstance(value, kinds) and (annotation is bool or not isinstance(value, bool))
+
 
 def loss_rows(path: Path) -> list:
-    """The rows of a losses file, in file order. A row is a ``#@ loss(key=literal, ...)`` comment,
-    continued on the ``#@`` lines that follow it. A malformed row, a missing or unknown key, or a
-    function the row names that the file does not define as ``cdef inline`` stops the build with
-    the file and line."""
+    """The rows of a losses file pyx/<family>_losses.pxi (of the type ROW_TYPES names for the family),
+    in file order. A row is a ``#@ loss(key=literal, ...)`` comment, continued on the ``#@`` lines that
+    follow it. A malformed row, a missing or unknown key, a literal of the wrong type, a value the
+    family refuses, a repeated kernel, or a function the row names that the file does not define as
+    ``cdef inline`` stops the build with the file and line."""
+    row_type = ROW_TYPES.get(path.name[:-len("_losses.pxi")])
+    if row_type is None:
+        raise SystemExit(f"{path.name}: setup.py's ROW_TYPES names no row type for this family")
     text = path.read_text()
     rows, seen, lines = [], {}, text.split("\n")
     i = 0
@@ -177,20 +215,21 @@ def loss_rows(path: Path) -> list:
             fields = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
             if None in fields:
                 raise ValueError("** is not a row key")
-            row = LossRow(**fields)
+            row = row_type(**fields)
         except (SyntaxError, ValueError, TypeError) as exc:
-            raise SystemExit(f"{where}: a row is #@ loss(key=literal, ...) with the keys {LossRow._fields}"
+            raise SystemExit(f"{where}: a row is #@ loss(key=literal, ...) with the keys {row_type._fields}"
                              f" ({exc})") from None
-        types = {"kernel": str, "element": str, "operands": int, "options": (list, tuple), "hessian": (str, type(None)),
-                 "domain": (str, type(None)), "variant": (str, type(None)), "rerun_input_only": bool}
-        wrong = [key for key, kind in types.items() if not isinstance(getattr(row, key), kind)]
+        wrong = [key for key, kind in row_type.__annotations__.items() if not _is_a(getattr(row, key), kind)]
         if wrong or not all(len(option) == 2 and all(isinstance(s, str) for s in option) for option in row.options):
+            typed = ", ".join(f"{key} {kind.__name__ if isinstance(kind, type) else str(kind).replace('typing.', '')}"
+                              for key, kind in row_type.__annotations__.items())
             raise SystemExit(f"{where}: {', '.join(wrong) or 'options'} of the wrong type; options is"
-                             f" [(C type, name)], operands an int, rerun_input_only a bool, the others names")
+                             f" [(C type, name)]; the keys: {typed}")
         row = row._replace(options=tuple(tuple(option) for option in row.options))
-        if not 2 <= row.operands <= 4:
-            raise SystemExit(f"{where}: operands={row.operands}; an elementwise loss reads 2 to 4")
-        for key in ("element", "hessian", "domain", "variant"):
+        problem = row.problem()
+        if problem:
+            raise SystemExit(f"{where}: {problem}")
+        for key in row_type.FUNCTIONS:
             name = getattr(row, key)
             if name is not None and not re.search(rf"^cdef inline \w+ {re.escape(name)}\(", text, re.M):
                 raise SystemExit(f"{where}: {key}={name!r}, but {path.name} defines no cdef inline {name}(...)")
@@ -205,8 +244,8 @@ def render_templates():
     """pyx/*.pyx.tp -> pyx/*.pyx (Tempita, as scikit-learn builds its losses), and each family's type
     stub lossengine/_<family>.pyi from lossengine/_<family>.pyi.tp with the same loss table, so the stub
     lists exactly the kernels the module has. A family's table is the rows of its losses file
-    pyx/<family>_losses.pxi where it has one (ELEMENTWISE: the elementwise family), else its template's
-    first ``{{py: ...}}`` block. The rendered files are build products."""
+    pyx/<family>_losses.pxi where it has one (ELEMENTWISE, CLASSIFICATION: the family's name), else
+    its template's first ``{{py: ...}}`` block. The rendered files are build products."""
     from Cython import Tempita
 
     def write(target, rendered):

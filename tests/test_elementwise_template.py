@@ -4,11 +4,11 @@ row and math, pyx/elementwise.pyx.tp the driver that names no loss. setup.py rea
 import inspect
 import re
 import runpy
-import shutil
 from pathlib import Path
 
 import pytest
 
+from _losses_file_checks import assert_renders, assert_row_refused, assert_the_include_is_tracked, render_with
 from lossengine import _elementwise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,45 +71,22 @@ cdef inline int cube_domain(const CubeOp* op, const double* a) noexcept nogil:
 '''
 
 
-def _scratch_tree(tmp_path, setup_py, extra=""):
-    """A copy of the templates with ``extra`` appended to the losses file; setup.py's functions
-    pointed at it."""
-    (tmp_path / "pyx").mkdir()
-    (tmp_path / "lossengine").mkdir()
-    for name in ("elementwise.pyx.tp", "elementwise_losses.pxi"):
-        shutil.copy(ROOT / "pyx" / name, tmp_path / "pyx" / name)
-    shutil.copy(ROOT / "lossengine" / "_elementwise.pyi.tp", tmp_path / "lossengine")
-    with open(tmp_path / "pyx" / "elementwise_losses.pxi", "a") as f:
-        f.write(extra)
-    setup_py["render_templates"].__globals__["HERE"] = tmp_path
-    return tmp_path
-
-
 def test_a_new_loss_is_its_row_and_math(tmp_path, setup_py):
     """One row and its functions in the losses file render the option struct, the fused type's member,
     every dispatch branch, both entry points of each mode, the kernel class and the stub entry."""
-    tree = _scratch_tree(tmp_path, setup_py, CUBE)
-    try:
-        setup_py["render_templates"]()
-    finally:
-        setup_py["render_templates"].__globals__["HERE"] = ROOT
-    pyx = (tree / "pyx" / "elementwise.pyx").read_text()
-    for generated in ("cdef struct CubeOp:\n    double k\n",
-                      "ctypedef fused ElementwiseOp:\n",
-                      "    elif ElementwiseOp is CubeOp:\n        return cube(op, a, g, d)\n",
-                      "    elif ElementwiseOp is CubeOp:\n        return cube_h(op, a, g, d, h)\n",
-                      "    elif ElementwiseOp is CubeOp:\n        return 2\n",
-                      "    elif ElementwiseOp is CubeOp:\n        return cube_domain(op, a)\n",
-                      "cdef void _block_Cube_float(", "cdef void _block_Cube_double(",
-                      "cdef void _hblock_Cube_float(", "cdef void _hblock_Cube_double(",
-                      "cdef class Cube(ElementwiseKernel):", "        self.hessian_blocks[1] = _hblock_Cube_double\n",
-                      "    def __init__(self, double k):\n        self.op.k = k\n",
-                      'include "elementwise_losses.pxi"'):
-        assert generated in pyx, generated
-    fused = pyx.split("ctypedef fused ElementwiseOp:\n", 1)[1].split("\n\n", 1)[0]
-    assert "    CubeOp\n" in fused + "\n"
-    stub = (tree / "lossengine" / "_elementwise.pyi").read_text()
-    assert "class Cube(ElementwiseKernel):\n    def __init__(self, k: float) -> None: ..." in stub
+    pieces = ("cdef struct CubeOp:\n    double k\n",
+              "ctypedef fused ElementwiseOp:\n",
+              "    elif ElementwiseOp is CubeOp:\n        return cube(op, a, g, d)\n",
+              "    elif ElementwiseOp is CubeOp:\n        return cube_h(op, a, g, d, h)\n",
+              "    elif ElementwiseOp is CubeOp:\n        return 2\n",
+              "    elif ElementwiseOp is CubeOp:\n        return cube_domain(op, a)\n",
+              "cdef void _block_Cube_float(", "cdef void _block_Cube_double(",
+              "cdef void _hblock_Cube_float(", "cdef void _hblock_Cube_double(",
+              "cdef class Cube(ElementwiseKernel):", "        self.hessian_blocks[1] = _hblock_Cube_double\n",
+              "    def __init__(self, double k):\n        self.op.k = k\n",
+              'include "elementwise_losses.pxi"')
+    assert_renders(setup_py, tmp_path, "elementwise", CUBE, pieces, ("ElementwiseOp", "    CubeOp"),
+                   "class Cube(ElementwiseKernel):\n    def __init__(self, k: float) -> None: ...")
 
 
 @pytest.mark.parametrize("row, message", [
@@ -126,28 +103,11 @@ def test_a_new_loss_is_its_row_and_math(tmp_path, setup_py):
     ('#@ loss(kernel="L1", element="l1", operands=2)', "kernel='L1' again (the row at line "),
 ])
 def test_a_bad_row_stops_the_build_naming_its_line(tmp_path, setup_py, row, message):
-    tree = _scratch_tree(tmp_path, setup_py, "\n\n" + row + "\n")
-    setup_py["render_templates"].__globals__["HERE"] = ROOT
-    losses = tree / "pyx" / "elementwise_losses.pxi"
-    line = len(LOSSES.read_text().split("\n")) + 2
-    with pytest.raises(SystemExit) as raised:
-        setup_py["loss_rows"](losses)
-    assert message in str(raised.value)
-    assert str(raised.value).startswith(f"elementwise_losses.pxi:{line}: ")
+    assert_row_refused(setup_py, LOSSES, tmp_path, row, message)
 
 
 def test_editing_the_math_alone_recompiles_the_module():
-    """cythonize's dependency tracking follows the driver's include to the losses file, so a change to
-    the math alone (the rendered .pyx unchanged) still regenerates the C."""
-    from Cython.Build.Dependencies import create_dependency_tree
-    from Cython.Compiler.Main import Context
-
-    context = Context([str(ROOT / "pyx"), str(ROOT)], {}, options=None)
-    pyx = ROOT / "pyx" / "elementwise.pyx"
-    if not pyx.exists():
-        pytest.skip("pyx/elementwise.pyx is rendered by the build")
-    tree = create_dependency_tree(context)
-    assert str(LOSSES) in {str(Path(p).resolve()) for p in tree.all_dependencies(str(pyx))}
+    assert_the_include_is_tracked("elementwise")
 
 
 def test_contributing_walkthrough_renders(tmp_path, setup_py):
@@ -157,13 +117,8 @@ def test_contributing_walkthrough_renders(tmp_path, setup_py):
     steps = text.split("1. **The row**", 1)[1].split("3. **The declaration**", 1)[0]
     code = "\n".join(line[7:] if line.startswith("       ") else "" for line in steps.split("\n"))
     assert code.count("#@ loss(") == 1 and "cdef inline" in code
-    tree = _scratch_tree(tmp_path, setup_py, "\n\n" + code.strip() + "\n")
-    try:
-        setup_py["render_templates"]()
-    finally:
-        setup_py["render_templates"].__globals__["HERE"] = ROOT
-    row = setup_py["loss_rows"](tree / "pyx" / "elementwise_losses.pxi")[-1]
-    pyx = (tree / "pyx" / "elementwise.pyx").read_text()
+    pyx, _ = render_with(setup_py, tmp_path, "elementwise", "\n\n" + code.strip() + "\n")
+    row = setup_py["loss_rows"](tmp_path / "pyx" / "elementwise_losses.pxi")[-1]
     assert f"cdef class {row.kernel}(ElementwiseKernel):" in pyx and f"cdef struct {row.kernel}Op:" in pyx
     declaration = text.split("3. **The declaration**", 1)[1].split("Nothing else lists it", 1)[0]
     assert f"kernel = _elementwise.{row.kernel}\n" in declaration
