@@ -17,7 +17,8 @@ Time: CPU seconds of the library's train/fit call (this process's, ``time.proces
 --repeat, the three taking turns), and wall-clock seconds. With one thread (the default) CPU time is
 the figure to compare on a shared machine: it does not count the time other processes hold the core.
 Final loss: the mean binary cross-entropy of the trained model's raw predictions on the training
-rows. Every library and lossengine run on --threads threads. CatBoost needs a metric next
+rows. Every library and lossengine run on --threads threads (lossengine: --lossengine-threads, a
+number or `default`, the count a user who sets none gets). CatBoost needs a metric next
 to a Python objective: its built-in run computes Logloss too (its default), the custom ones their
 own metric (lossengine's ``metric``; NumPy's by hand); its leaf backtracking, a Logloss default
 Python objectives do not get, is off for all three.
@@ -25,6 +26,7 @@ Python objectives do not get, is off for all three.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
@@ -170,11 +172,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--libraries", default=",".join(LIBRARIES))
+    ap.add_argument("--lossengine-threads", default=None,
+                    help="lossengine's count: a number, or 'default' (no le.threads: the count a user who "
+                         "sets none gets, one thread beside XGBoost's own OpenMP runtime); default: --threads")
     args = ap.parse_args()
-    print(f"binary logistic, 10 features, {args.rounds} rounds, {args.threads} thread(s), median of {args.repeat}")
+    lt = args.lossengine_threads if args.lossengine_threads is not None else str(args.threads)
+    if lt != "default" and not (lt.isascii() and lt.isdigit() and int(lt) > 0):
+        ap.error(f"--lossengine-threads must be a positive integer or 'default', got {lt!r}")
+    print(f"binary logistic, 10 features, {args.rounds} rounds, {args.threads} thread(s) "
+          f"(lossengine: {lt}), median of {args.repeat}")
     print(f"{'library':10} {'rows':>9} {'objective':11} {'CPU s':>8} {'vs built-in':>11} {'wall s':>7} "
           f"{'final loss':>11}")
-    with le.threads(args.threads):
+    with (contextlib.nullcontext() if lt == "default" else le.threads(int(lt))):
         for n in (int(s) for s in args.sizes.split(",")):
             X, y = data(n)
             for library in args.libraries.split(","):
