@@ -180,10 +180,20 @@ class ClassificationRow(NamedTuple):
 ROW_TYPES = {"elementwise": LossRow, "classification": ClassificationRow}
 
 
+def _kind_name(annotation) -> str:
+    """A row key's annotation by name: a type, typing's Optional[str], or either as a string or a
+    ForwardRef (pip runs this file through setuptools.build_meta, whose compile() passes on its own
+    `from __future__ import annotations`: the annotations arrive as strings there)."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(getattr(annotation, "__forward_arg__", annotation)).replace("typing.", "")
+
+
 def _is_a(value, annotation) -> bool:
     """Whether a row's literal has the type its key is annotated with (a tuple key takes a list)."""
-    kinds = {str: str, int: int, bool: bool, tuple: (list, tuple), Optional[str]: (str, type(None))}[annotation]
-    return isinstance(value, kinds) and (annotation is bool or not isinstance(value, bool))
+    name = _kind_name(annotation)
+    kinds = {"str": str, "int": int, "bool": bool, "tuple": (list, tuple), "Optional[str]": (str, type(None))}[name]
+    return isinstance(value, kinds) and (name == "bool" or not isinstance(value, bool))
 
 
 def loss_rows(path: Path) -> list:
@@ -221,8 +231,7 @@ def loss_rows(path: Path) -> list:
                              f" ({exc})") from None
         wrong = [key for key, kind in row_type.__annotations__.items() if not _is_a(getattr(row, key), kind)]
         if wrong or not all(len(option) == 2 and all(isinstance(s, str) for s in option) for option in row.options):
-            typed = ", ".join(f"{key} {kind.__name__ if isinstance(kind, type) else str(kind).replace('typing.', '')}"
-                              for key, kind in row_type.__annotations__.items())
+            typed = ", ".join(f"{key} {_kind_name(kind)}" for key, kind in row_type.__annotations__.items())
             raise SystemExit(f"{where}: {', '.join(wrong) or 'options'} of the wrong type; options is"
                              f" [(C type, name)]; the keys: {typed}")
         row = row._replace(options=tuple(tuple(option) for option in row.options))

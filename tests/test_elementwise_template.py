@@ -122,3 +122,19 @@ def test_contributing_walkthrough_renders(tmp_path, setup_py):
     assert f"cdef class {row.kernel}(ElementwiseKernel):" in pyx and f"cdef struct {row.kernel}Op:" in pyx
     declaration = text.split("3. **The declaration**", 1)[1].split("Nothing else lists it", 1)[0]
     assert f"kernel = _elementwise.{row.kernel}\n" in declaration
+
+
+def test_rows_are_read_when_annotations_are_strings(setup_py):
+    """pip runs setup.py through setuptools.build_meta, whose compile() passes on its own
+    `from __future__ import annotations`: the row types' annotations are strings there, and the
+    row reader must still type-check the rows (it raised KeyError: ForwardRef('str'))."""
+    import __future__
+
+    path = ROOT / "setup.py"
+    code = compile(path.read_text(), str(path), "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True)
+    namespace = {"__name__": "lossengine_setup", "__file__": str(path)}
+    exec(code, namespace)
+    assert not isinstance(namespace["LossRow"].__annotations__["kernel"], type)     # a ForwardRef
+    for family in ("elementwise", "classification"):
+        losses = ROOT / "pyx" / f"{family}_losses.pxi"
+        assert namespace["loss_rows"](losses) == setup_py["loss_rows"](losses)
