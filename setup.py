@@ -176,8 +176,27 @@ class ClassificationRow(NamedTuple):
             return f"targets={self.targets!r}; a classification loss's targets are one of {self.TARGETS}"
 
 
+class EmbeddingRow(NamedTuple):
+    """One embedding loss's row in pyx/embedding_losses.pxi: the ``#@ loss(...)`` comment above its row
+    function. The keys are that file header's."""
+    kernel: str
+    row: str
+    inputs: int
+    options: tuple = ()
+    scratch: int = 0
+
+    FUNCTIONS = ("row",)
+    MAX_INPUTS = 3      # pyx/embedding.pyx.tp's
+
+    def problem(self):
+        if not 1 <= self.inputs <= self.MAX_INPUTS:
+            return f"inputs={self.inputs}; an embedding loss reads 1 to {self.MAX_INPUTS}"
+        if self.scratch < 0:
+            return f"scratch={self.scratch}; a row's scratch is 0 or more (D + 1)-double rows"
+
+
 # A family's losses file pyx/<family>_losses.pxi and the type of its rows.
-ROW_TYPES = {"elementwise": LossRow, "classification": ClassificationRow}
+ROW_TYPES = {"elementwise": LossRow, "classification": ClassificationRow, "embedding": EmbeddingRow}
 
 
 def _kind_name(annotation) -> str:
@@ -253,7 +272,7 @@ def render_templates():
     """pyx/*.pyx.tp -> pyx/*.pyx (Tempita, as scikit-learn builds its losses), and each family's type
     stub lossengine/_<family>.pyi from lossengine/_<family>.pyi.tp with the same loss table, so the stub
     lists exactly the kernels the module has. A family's table is the rows of its losses file
-    pyx/<family>_losses.pxi where it has one (ELEMENTWISE, CLASSIFICATION: the family's name), else
+    pyx/<family>_losses.pxi where it has one (ELEMENTWISE and so on: the family's name), else
     its template's first ``{{py: ...}}`` block. The rendered files are build products."""
     from Cython import Tempita
 

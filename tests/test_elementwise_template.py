@@ -135,6 +135,6 @@ def test_rows_are_read_when_annotations_are_strings(setup_py):
     namespace = {"__name__": "lossengine_setup", "__file__": str(path)}
     exec(code, namespace)
     assert not isinstance(namespace["LossRow"].__annotations__["kernel"], type)     # a ForwardRef
-    for family in ("elementwise", "classification"):
+    for family in ("elementwise", "classification", "embedding"):
         losses = ROOT / "pyx" / f"{family}_losses.pxi"
         assert namespace["loss_rows"](losses) == setup_py["loss_rows"](losses)

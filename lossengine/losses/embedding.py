@@ -1,7 +1,7 @@
 """The embedding family: CosineEmbeddingLoss, TripletMarginLoss, TripletMarginWithDistanceLoss.
 
-Each loss is one declaration (options, argument domains, its kernel from the EMBEDDING table of
-pyx/embedding.pyx.tp); ``EmbeddingLoss`` is the family's plan: every row input of one shape — torch
+Each loss is one declaration (options, argument domains, its kernel generated from its row in
+pyx/embedding_losses.pxi); ``EmbeddingLoss`` is the family's plan: every row input of one shape — torch
 would broadcast a size-1 batch or feature axis between them; lossengine refuses mismatched shapes
 with the shapes named — and the per-row target of the cosine loss. The cosine loss takes (N, D)
 rows or one unbatched (D,) row, as torch; the triplet losses, as torch's, any shape, the rows along
