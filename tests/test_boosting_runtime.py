@@ -18,6 +18,7 @@ from lossengine import _threads
 from lossengine.integrations import _boosting
 from lossengine.integrations import lightgbm as ll
 from lossengine.integrations import xgboost as lx
+from test_integrations_boosting import _FakeData as _Labels     # a DMatrix/Dataset stand-in
 
 LINUX = sys.platform.startswith("linux")
 BIG = 300_000          # well above PARALLEL_MIN_ELEMENTS: a team of workers runs it
@@ -211,14 +212,3 @@ def test_weights_are_checked_in_one_pass_with_the_same_errors():
     g, h = obj(preds, _Labels(y, np.array([0, 1, 2, 3])))                # integer weights, a zero among them
     np.testing.assert_allclose(g, [0.0, -0.5, -1.0, 1.5])
     assert h[0] == 1e-16
-
-
-class _Labels:
-    def __init__(self, label, weight=None):
-        self.label, self.weight = label, weight
-
-    def get_label(self):
-        return self.label
-
-    def get_weight(self):
-        return np.array([]) if self.weight is None else self.weight

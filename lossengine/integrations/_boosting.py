@@ -29,6 +29,7 @@ the library's layout: the constant raw prediction the built-in objectives start 
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -138,10 +139,7 @@ def gradient_hessian(loss, preds: np.ndarray, labels: Any, weights: Any, surroga
     ``_threads.beside_another_runtime()``."""
     target = _target(preds, labels)
     w = _weights(weights, preds.shape[0])
-    if foreign_runtime:
-        with _threads.beside_another_runtime():
-            grad, hess = loss.gradient_hessian(preds, target, out=out)
-    else:
+    with _threads.beside_another_runtime() if foreign_runtime else contextlib.nullcontext():
         grad, hess = loss.gradient_hessian(preds, target, out=out)
     if hessian == "library":
         library_hessian(loss, preds, hess, softmax_factor)
